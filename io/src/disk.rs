@@ -1,0 +1,454 @@
+//! Files: positional reads and writes, truncation, fsync, and the directory operations a log
+//! needs for crash-safe swaps (write, sync, rename, sync the directory).
+//!
+//! Two implementations: [`StdDisk`] on the real file system and [`MemDisk`] in memory. The
+//! simulator adds a third that keeps durable and pending bytes apart and can crash.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// How [`Disk::open`] treats a missing or an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist.
+    Existing,
+    /// Opens the file, creating it empty when missing.
+    CreateOrOpen,
+    /// Creates the file; fails with `AlreadyExists` when it exists.
+    CreateNew,
+}
+
+/// An open file. Reads and writes are positional, so one handle serves many readers.
+pub trait DiskFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes all of `data` at `offset`, growing the file (zero-filled) when needed.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    /// Makes every write so far durable (data and size), like `fsync`.
+    fn sync(&self) -> io::Result<()>;
+
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Fills `buf` from `offset`, failing with `UnexpectedEof` if the file is too short.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let read = self.read_at(offset, buf)?;
+        if read == buf.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("wanted {} bytes at offset {offset}, file has {read}", buf.len()),
+            ))
+        }
+    }
+}
+
+/// The only way code that may run in the simulation touches files.
+pub trait Disk: Send + Sync + 'static {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>>;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from` (durable only after [`Disk::sync_dir`]).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries directly inside `dir`, sorted.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn exists(&self, path: &Path) -> bool;
+    /// Makes creations, renames and removals inside `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system through `std::fs`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdDisk;
+
+#[derive(Debug)]
+struct StdFile(std::fs::File);
+
+impl Disk for StdDisk {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true);
+        match mode {
+            OpenMode::Existing => {}
+            OpenMode::CreateOrOpen => {
+                options.create(true);
+            }
+            OpenMode::CreateNew => {
+                options.create_new(true);
+            }
+        }
+        Ok(Box::new(StdFile(options.open(path)?)))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+impl DiskFile for StdFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.0.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(filled)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.0.write_all_at(data, offset)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+/// Files in memory. Directories must exist before files are created in them, renames replace,
+/// and open handles keep working after a rename or removal, as on a POSIX file system.
+#[derive(Debug, Default)]
+pub struct MemDisk {
+    tree: RwLock<MemTree>,
+}
+
+#[derive(Debug, Default)]
+struct MemTree {
+    directories: BTreeSet<PathBuf>,
+    files: BTreeMap<PathBuf, Arc<MemFile>>,
+}
+
+/// Bytes in fixed-size chunks, so a growing segment never copies what it already holds.
+#[derive(Debug, Default)]
+struct MemFile {
+    data: RwLock<ChunkedBytes>,
+}
+
+const CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+struct ChunkedBytes {
+    chunks: Vec<Box<[u8]>>,
+    len: u64,
+}
+
+/// The handle returned by [`MemDisk::open`].
+#[derive(Debug)]
+struct MemHandle(Arc<MemFile>);
+
+fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+}
+
+impl MemDisk {
+    pub fn new() -> MemDisk {
+        let disk = MemDisk::default();
+        write_lock(&disk.tree).directories.insert(PathBuf::from("/"));
+        disk
+    }
+}
+
+impl MemTree {
+    fn parent_exists(&self, path: &Path) -> bool {
+        match path.parent() {
+            None => true,
+            Some(parent) if parent.as_os_str().is_empty() => true,
+            Some(parent) => self.directories.contains(parent),
+        }
+    }
+}
+
+impl Disk for MemDisk {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
+        let mut tree = write_lock(&self.tree);
+        if let Some(file) = tree.files.get(path) {
+            if mode == OpenMode::CreateNew {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} already exists", path.display()),
+                ));
+            }
+            return Ok(Box::new(MemHandle(Arc::clone(file))));
+        }
+        if mode == OpenMode::Existing || !tree.parent_exists(path) {
+            return Err(not_found(path));
+        }
+        let file = Arc::new(MemFile::default());
+        tree.files.insert(path.to_path_buf(), Arc::clone(&file));
+        Ok(Box::new(MemHandle(file)))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut tree = write_lock(&self.tree);
+        for ancestor in path.ancestors() {
+            if ancestor.as_os_str().is_empty() {
+                continue;
+            }
+            if tree.files.contains_key(ancestor) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is a file", ancestor.display()),
+                ));
+            }
+            tree.directories.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut tree = write_lock(&self.tree);
+        if !tree.parent_exists(to) {
+            return Err(not_found(to));
+        }
+        let file = tree.files.remove(from).ok_or_else(|| not_found(from))?;
+        tree.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut tree = write_lock(&self.tree);
+        tree.files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut tree = write_lock(&self.tree);
+        if !tree.directories.contains(path) {
+            return Err(not_found(path));
+        }
+        tree.files.retain(|file, _| !file.starts_with(path));
+        tree.directories.retain(|directory| !directory.starts_with(path));
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let tree = read_lock(&self.tree);
+        if !tree.directories.contains(dir) {
+            return Err(not_found(dir));
+        }
+        let in_dir = |path: &&PathBuf| path.parent() == Some(dir);
+        let mut names: Vec<String> = tree
+            .files
+            .keys()
+            .filter(in_dir)
+            .chain(tree.directories.iter().filter(in_dir))
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let tree = read_lock(&self.tree);
+        tree.files.contains_key(path) || tree.directories.contains(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if read_lock(&self.tree).directories.contains(dir) {
+            Ok(())
+        } else {
+            Err(not_found(dir))
+        }
+    }
+}
+
+impl ChunkedBytes {
+    fn ensure_capacity(&mut self, end: u64) {
+        let chunks_needed = end.div_ceil(CHUNK_BYTES as u64) as usize;
+        while self.chunks.len() < chunks_needed {
+            self.chunks.push(vec![0u8; CHUNK_BYTES].into_boxed_slice());
+        }
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let wanted = buf.len().min((self.len - offset) as usize);
+        let mut copied = 0;
+        while copied < wanted {
+            let position = offset as usize + copied;
+            let chunk = &self.chunks[position / CHUNK_BYTES];
+            let within = position % CHUNK_BYTES;
+            let take = (CHUNK_BYTES - within).min(wanted - copied);
+            buf[copied..copied + take].copy_from_slice(&chunk[within..within + take]);
+            copied += take;
+        }
+        copied
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        self.ensure_capacity(end);
+        let mut written = 0;
+        while written < data.len() {
+            let position = offset as usize + written;
+            let chunk = &mut self.chunks[position / CHUNK_BYTES];
+            let within = position % CHUNK_BYTES;
+            let take = (CHUNK_BYTES - within).min(data.len() - written);
+            chunk[within..within + take].copy_from_slice(&data[written..written + take]);
+            written += take;
+        }
+        self.len = self.len.max(end);
+    }
+
+    fn truncate_or_extend(&mut self, len: u64) {
+        if len < self.len {
+            // Zero the cut-off tail of the last kept chunk: a later extension must read zeros.
+            let keep_chunks = len.div_ceil(CHUNK_BYTES as u64) as usize;
+            self.chunks.truncate(keep_chunks);
+            if let Some(last) = self.chunks.last_mut() {
+                let within = (len % CHUNK_BYTES as u64) as usize;
+                if within != 0 {
+                    last[within..].fill(0);
+                }
+            }
+        } else {
+            self.ensure_capacity(len);
+        }
+        self.len = len;
+    }
+}
+
+impl DiskFile for MemHandle {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(read_lock(&self.0.data).read(offset, buf))
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        write_lock(&self.0.data).write(offset, data);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        write_lock(&self.0.data).truncate_or_extend(len);
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(read_lock(&self.0.data).len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every behaviour below must hold for both implementations.
+    fn exercise(disk: &dyn Disk, root: &Path) {
+        let dir = root.join("topic-0");
+        disk.create_dir_all(&dir).unwrap();
+        let path = dir.join("00000000000000000000.log");
+        let file = disk.open(&path, OpenMode::CreateNew).unwrap();
+        assert!(disk.open(&path, OpenMode::CreateNew).is_err());
+
+        file.write_at(0, b"hello").unwrap();
+        file.write_at(70_000, b"far").unwrap();
+        assert_eq!(file.len().unwrap(), 70_003);
+        let mut gap = [9u8; 4];
+        file.read_exact_at(100, &mut gap).unwrap();
+        assert_eq!(gap, [0; 4], "a gap reads as zeros");
+
+        let mut across = vec![0u8; 70_003];
+        file.read_exact_at(0, &mut across).unwrap();
+        assert_eq!(&across[..5], b"hello");
+        assert_eq!(&across[70_000..], b"far");
+
+        file.set_len(3).unwrap();
+        file.set_len(10).unwrap();
+        let mut regrown = [1u8; 10];
+        file.read_exact_at(0, &mut regrown).unwrap();
+        assert_eq!(&regrown, b"hel\0\0\0\0\0\0\0", "bytes cut off stay gone");
+        let mut past_end = [0u8; 4];
+        assert_eq!(file.read_at(8, &mut past_end).unwrap(), 2);
+        assert!(file.read_exact_at(8, &mut past_end).is_err());
+        file.sync().unwrap();
+
+        let renamed = dir.join("00000000000000000000.log.swap");
+        disk.rename(&path, &renamed).unwrap();
+        assert!(!disk.exists(&path));
+        assert_eq!(disk.list(&dir).unwrap(), vec!["00000000000000000000.log.swap"]);
+        assert_eq!(file.len().unwrap(), 10, "an open handle survives a rename");
+        disk.sync_dir(&dir).unwrap();
+
+        assert!(disk.open(&root.join("missing/file"), OpenMode::CreateOrOpen).is_err());
+        assert!(disk.open(&path, OpenMode::Existing).is_err());
+        disk.remove_file(&renamed).unwrap();
+        assert!(disk.list(&dir).unwrap().is_empty());
+        disk.remove_dir_all(&dir).unwrap();
+        assert!(!disk.exists(&dir));
+    }
+
+    #[test]
+    fn memory_disk_behaves_like_a_file_system() {
+        exercise(&MemDisk::new(), Path::new("/data"));
+    }
+
+    #[test]
+    fn real_disk_behaves_like_a_file_system() {
+        let root = std::env::temp_dir().join(format!("tidepool-io-test-{}", std::process::id()));
+        exercise(&StdDisk, &root);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
