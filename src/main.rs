@@ -1,1 +1,89 @@
-fn main() {}
+//! The `tidepool` command line: `tidepool serve` runs a broker until SIGINT or SIGTERM.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use tidepool::{Broker, Config};
+
+#[derive(Parser)]
+#[command(name = "tidepool", version, about = "A Kafka-compatible broker for tests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. Prints `tidepool ready bootstrap=HOST:PORT[,...]` on stdout once every
+    /// node accepts connections; logs go to stderr.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the first node; further nodes take the following ports (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Number of broker nodes in this process.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Host name to advertise in metadata instead of the listen IP.
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// Partitions of auto-created topics (Kafka's num.partitions).
+    #[arg(long, default_value_t = 1)]
+    default_partitions: i32,
+    /// Do not create unknown topics on Metadata and Produce.
+    #[arg(long)]
+    no_auto_create_topics: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        default_partitions: args.default_partitions,
+        auto_create_topics: !args.no_auto_create_topics,
+        ..Config::default()
+    };
+    let mut builder = Broker::builder()
+        .memory()
+        .nodes(args.nodes)
+        .listen(args.listen)
+        .config(config);
+    if let Some(host) = args.advertised_host {
+        builder = builder.advertised_host(host);
+    }
+    let broker = builder.start().await?;
+    println!("tidepool ready bootstrap={}", broker.bootstrap());
+    wait_for_signal().await?;
+    tracing::info!("signal received, shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

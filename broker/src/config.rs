@@ -1,0 +1,267 @@
+//! Every bound and default the broker uses, in one place (TigerBeetle style: a limit on everything).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+
+/// Broker-wide settings. `Config::default()` is what `tidepool serve` and embedding start with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Open connections per node; further connections are accepted and closed at once.
+    pub connections_max: usize,
+    /// Largest request frame accepted; larger sizes close the connection before any allocation.
+    /// Kafka's `socket.request.max.bytes` default.
+    pub request_bytes_max: usize,
+    /// Upper bound on a Fetch response's record bytes, whatever the client asks for
+    /// (Kafka's `fetch.max.bytes` broker default).
+    pub fetch_bytes_max: usize,
+    /// Fetch requests parked waiting for data across the cluster; beyond it they answer at once.
+    pub parked_fetches_max: usize,
+    /// Upper bound on a fetch's `max_wait_ms`, so a client cannot park a request for days.
+    pub fetch_wait_ms_max: u64,
+    pub topics_max: usize,
+    /// Partitions across all topics.
+    pub partitions_max: usize,
+    /// Idempotent producers remembered per partition; the least recently used is forgotten.
+    pub producers_per_partition_max: usize,
+    /// Create unknown topics on Metadata and Produce (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic or a CreateTopics asking for -1 (`num.partitions`).
+    pub default_partitions: i32,
+    /// Replication factor used when a CreateTopics asks for -1 (`default.replication.factor`).
+    pub default_replication_factor: i16,
+    /// Topic config defaults (`log.segment.bytes` and friends), overridable per topic.
+    pub topic_defaults: TopicConfig,
+    /// The cluster id reported in Metadata; random when `None`.
+    pub cluster_id: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            connections_max: 1024,
+            request_bytes_max: 100 * 1024 * 1024,
+            fetch_bytes_max: 55 * 1024 * 1024,
+            parked_fetches_max: 4096,
+            fetch_wait_ms_max: 30_000,
+            topics_max: 10_000,
+            partitions_max: 100_000,
+            producers_per_partition_max: 10_000,
+            auto_create_topics: true,
+            default_partitions: 1,
+            default_replication_factor: 1,
+            topic_defaults: TopicConfig::default(),
+            cluster_id: None,
+        }
+    }
+}
+
+/// How record timestamps are set (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The topic configs the log acts on, parsed, plus every config as given (for describing later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: usize,
+    pub message_timestamp_type: TimestampType,
+    pub index_interval_bytes: u64,
+    /// Every config set explicitly on the topic, by Kafka name.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl Default for TopicConfig {
+    fn default() -> TopicConfig {
+        TopicConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic config names Kafka accepts. Names outside this list are refused with INVALID_CONFIG, as
+/// Kafka does; names inside it but not acted on yet are kept so they can be described.
+const KNOWN_TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// A refused topic config: Kafka answers INVALID_CONFIG with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidConfig {
+    pub message: String,
+}
+
+impl InvalidConfig {
+    pub fn code(&self) -> i16 {
+        ResponseError::InvalidConfig.code()
+    }
+}
+
+fn parse_number<T: std::str::FromStr + PartialOrd>(
+    name: &str,
+    value: &str,
+    at_least: T,
+) -> Result<T, InvalidConfig> {
+    match value.trim().parse::<T>() {
+        Ok(number) if number >= at_least => Ok(number),
+        _ => Err(InvalidConfig {
+            message: format!("Invalid value {value} for configuration {name}"),
+        }),
+    }
+}
+
+impl TopicConfig {
+    /// Applies `overrides` (Kafka config name → value) on top of `self`, validating each.
+    pub fn with_overrides<'a>(
+        &self,
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<TopicConfig, InvalidConfig> {
+        let mut config = self.clone();
+        for (name, value) in overrides {
+            config.apply(name, value)?;
+            config.overrides.insert(name.to_owned(), value.to_owned());
+        }
+        Ok(config)
+    }
+
+    fn apply(&mut self, name: &str, value: &str) -> Result<(), InvalidConfig> {
+        match name {
+            // Kafka's minimum segment size is 14 bytes (one empty batch header); we require a
+            // whole batch header so a segment can always hold at least one batch.
+            "segment.bytes" => self.segment_bytes = parse_number(name, value, 14u64)?,
+            "segment.ms" => self.segment_ms = parse_number(name, value, 1i64)?,
+            "max.message.bytes" => self.max_message_bytes = parse_number(name, value, 0usize)?,
+            "index.interval.bytes" => self.index_interval_bytes = parse_number(name, value, 0u64)?,
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => {
+                        return Err(InvalidConfig {
+                            message: format!(
+                                "Invalid value {value} for configuration {name}: \
+                                 String must be one of: CreateTime, LogAppendTime"
+                            ),
+                        });
+                    }
+                }
+            }
+            known if KNOWN_TOPIC_CONFIGS.contains(&known) => {}
+            unknown => {
+                return Err(InvalidConfig {
+                    message: format!("Unknown topic config name: {unknown}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One topic config as CreateTopics (and later DescribeConfigs) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    /// False when set on the topic, true when inherited from the broker's defaults.
+    pub is_default: bool,
+}
+
+impl TopicConfig {
+    /// The configs the broker acts on, then every other override, by name.
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        let timestamp_type = match self.message_timestamp_type {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        let modelled = [
+            ("index.interval.bytes", self.index_interval_bytes.to_string()),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            ("message.timestamp.type", timestamp_type.to_owned()),
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("segment.ms", self.segment_ms.to_string()),
+        ];
+        let mut entries: BTreeMap<String, ConfigEntry> = modelled
+            .into_iter()
+            .map(|(name, value)| {
+                let entry = ConfigEntry {
+                    name: name.to_owned(),
+                    value,
+                    is_default: !self.overrides.contains_key(name),
+                };
+                (name.to_owned(), entry)
+            })
+            .collect();
+        for (name, value) in &self.overrides {
+            entries.entry(name.clone()).or_insert_with(|| ConfigEntry {
+                name: name.clone(),
+                value: value.clone(),
+                is_default: false,
+            });
+        }
+        entries.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_parsed_and_remembered() {
+        let config = TopicConfig::default()
+            .with_overrides([("segment.bytes", "1024"), ("message.timestamp.type", "LogAppendTime")])
+            .unwrap();
+        assert_eq!(config.segment_bytes, 1024);
+        assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
+        assert_eq!(config.overrides.len(), 2);
+    }
+
+    #[test]
+    fn unknown_names_and_bad_values_are_invalid_config() {
+        let defaults = TopicConfig::default();
+        assert!(defaults.with_overrides([("no.such.config", "1")]).is_err());
+        assert!(defaults.with_overrides([("segment.bytes", "-5")]).is_err());
+        assert!(defaults.with_overrides([("message.timestamp.type", "Whenever")]).is_err());
+        assert!(defaults.with_overrides([("retention.ms", "1000")]).is_ok());
+    }
+}

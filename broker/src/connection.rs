@@ -1,0 +1,145 @@
+//! One client connection: bytes in, frames out of them, requests handled strictly in order,
+//! responses written back in the same order (Kafka's guarantee for pipelined requests).
+//!
+//! Requests on one connection are handled one at a time, as Kafka does (it mutes a channel
+//! while a request is in flight), so the in-flight bound per connection is one request plus
+//! what the socket buffers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tidepool_io::BoxStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::handler::{self, Outcome};
+use crate::request::{self, FRAME_BYTES_MIN, Parsed};
+use crate::server::Node;
+
+/// Read buffer growth step when no size is known yet.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Responses are flushed once this much is buffered, even if more requests are waiting.
+const WRITE_FLUSH_BYTES: usize = 1024 * 1024;
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum Closed {
+    Peer,
+    Shutdown,
+    Io(std::io::Error),
+    Refused(String),
+}
+
+pub async fn serve(
+    mut stream: BoxStream,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut output = BytesMut::new();
+    let closed = loop {
+        if let Err(closed) = handle_buffered(&mut input, &mut output, &mut stream, &node).await {
+            break closed;
+        }
+        if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
+            input.reserve(READ_CHUNK_BYTES);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Closed::Shutdown,
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) => break Closed::Peer,
+                Ok(_) => {}
+                Err(error) => break Closed::Io(error),
+            },
+        }
+    };
+    match closed {
+        Closed::Peer | Closed::Shutdown => tracing::debug!(%peer, node = node.id, ?closed, "connection closed"),
+        Closed::Io(error) => tracing::debug!(%peer, node = node.id, %error, "connection failed"),
+        Closed::Refused(reason) => tracing::info!(%peer, node = node.id, %reason, "closing connection"),
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Handles every whole frame in `input`, then writes the responses.
+async fn handle_buffered(
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    stream: &mut BoxStream,
+    node: &Node,
+) -> Result<(), Closed> {
+    let outcome = loop {
+        match next_frame(input, node.cluster.config.request_bytes_max) {
+            Ok(Some(frame)) => {
+                if let Err(reason) = handle_frame(frame, output, node).await {
+                    break Err(Closed::Refused(reason));
+                }
+                if output.len() >= WRITE_FLUSH_BYTES {
+                    write_out(stream, output).await?;
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(reason) => break Err(Closed::Refused(reason)),
+        }
+    };
+    // Answers to the requests before a bad one still go out, as they would from Kafka.
+    write_out(stream, output).await?;
+    outcome
+}
+
+async fn write_out(stream: &mut BoxStream, output: &mut BytesMut) -> Result<(), Closed> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(output).await.map_err(Closed::Io)?;
+    output.clear();
+    Ok(())
+}
+
+/// Splits one whole frame off `input`. The declared size is checked before any buffer grows
+/// for it, so a hostile size costs nothing.
+fn next_frame(input: &mut BytesMut, request_bytes_max: usize) -> Result<Option<bytes::Bytes>, String> {
+    let Some(size) = request::frame_size(input) else {
+        return Ok(None);
+    };
+    if size < 0 || size as usize > request_bytes_max {
+        return Err(format!("frame size {size} is outside 0..={request_bytes_max}"));
+    }
+    let size = size as usize;
+    if size < FRAME_BYTES_MIN {
+        return Err(format!("frame of {size} bytes cannot hold a request header"));
+    }
+    if input.len() < 4 + size {
+        input.reserve(4 + size - input.len());
+        return Ok(None);
+    }
+    let mut frame = input.split_to(4 + size).freeze();
+    bytes::Buf::advance(&mut frame, 4);
+    Ok(Some(frame))
+}
+
+async fn handle_frame(frame: bytes::Bytes, output: &mut BytesMut, node: &Node) -> Result<(), String> {
+    match request::parse(frame).map_err(|error| error.to_string())? {
+        Parsed::UnknownApiVersionsVersion { correlation_id } => {
+            let body = handler::api_versions::unsupported_version_response();
+            request::encode_response(output, kafka_protocol::messages::ApiKey::ApiVersions, 0, correlation_id, &body)
+                .map_err(|error| error.to_string())
+        }
+        Parsed::Request(request) => {
+            let api_key = request.api_key;
+            let version = request.header.request_api_version;
+            let correlation_id = request.header.correlation_id;
+            match handler::dispatch(node, *request).await {
+                Outcome::Respond(body) => {
+                    request::encode_response(output, api_key, version, correlation_id, &body)
+                        .map_err(|error| error.to_string())
+                }
+                Outcome::Silent => Ok(()),
+                Outcome::Close(reason) => Err(reason),
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! ListOffsets: the earliest and latest offsets, the offset for a timestamp, and the record
+//! with the largest timestamp (KIP-734).
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use tidepool_protocol::batch::BatchHeader;
+use tidepool_protocol::records::{self, DecodeLimits, RecordTimestamp};
+
+use crate::partition::PartitionState;
+use crate::server::Node;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const CURRENT_LEADER_EPOCH_FROM_VERSION: i16 = 4;
+
+/// An answer: (timestamp, offset, leader epoch); all -1 when nothing matches.
+type Found = (i64, i64, i32);
+const NOT_FOUND: Found = (-1, -1, -1);
+
+pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|wanted| {
+            let topic = node.cluster.topic(&wanted.name.0);
+            let partitions = wanted
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let answer = match topic.as_ref().and_then(|t| t.partitions.get(partition.partition_index as usize)) {
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                        Some(found) => lookup(node.id, version, partition, &found.state()),
+                    };
+                    respond(partition.partition_index, answer)
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(wanted.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn respond(partition_index: i32, answer: Result<Found, ResponseError>) -> ListOffsetsPartitionResponse {
+    let response = ListOffsetsPartitionResponse::default().with_partition_index(partition_index);
+    match answer {
+        Ok((timestamp, offset, leader_epoch)) => response
+            .with_timestamp(timestamp)
+            .with_offset(offset)
+            .with_leader_epoch(leader_epoch),
+        Err(error) => response.with_error_code(error.code()),
+    }
+}
+
+fn lookup(
+    node_id: i32,
+    version: i16,
+    wanted: &ListOffsetsPartition,
+    state: &PartitionState,
+) -> Result<Found, ResponseError> {
+    let current_leader_epoch = if version >= CURRENT_LEADER_EPOCH_FROM_VERSION {
+        wanted.current_leader_epoch
+    } else {
+        -1
+    };
+    state.check_leader(node_id, current_leader_epoch)?;
+    let log = &state.log;
+    let storage_error = |error: std::io::Error| {
+        tracing::error!(%error, "log read failed");
+        ResponseError::KafkaStorageError
+    };
+    match wanted.timestamp {
+        LATEST => Ok((-1, log.high_watermark(), state.leader_epoch)),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset(), state.leader_epoch)),
+        MAX_TIMESTAMP => Ok(log
+            .batch_with_max_timestamp()
+            .map_err(storage_error)?
+            .map_or(NOT_FOUND, |batch| in_batch(&batch, |records| {
+                let max = records.iter().map(|r| r.timestamp).max()?;
+                records.iter().find(|r| r.timestamp == max).copied()
+            }))),
+        target => Ok(log
+            .batch_by_timestamp(target)
+            .map_err(storage_error)?
+            .map_or(NOT_FOUND, |batch| in_batch(&batch, |records| {
+                records.iter().find(|r| r.timestamp >= target).copied()
+            }))),
+    }
+}
+
+/// Picks a record of a stored batch. A batch whose records cannot be read (compressed bytes
+/// the codec rejects) falls back to its header: base offset and max timestamp.
+fn in_batch(batch: &[u8], pick: impl Fn(&[RecordTimestamp]) -> Option<RecordTimestamp>) -> Found {
+    let Ok(header) = BatchHeader::parse(batch) else {
+        return NOT_FOUND;
+    };
+    let picked = match records::timestamps(batch, &DecodeLimits::default()) {
+        Ok(timestamps) => pick(&timestamps),
+        Err(error) => {
+            tracing::warn!(%error, base_offset = header.base_offset, "stored batch has unreadable records");
+            Some(RecordTimestamp {
+                offset: header.base_offset,
+                timestamp: header.max_timestamp,
+            })
+        }
+    };
+    picked.map_or(NOT_FOUND, |record| (record.timestamp, record.offset, header.partition_leader_epoch))
+}

@@ -1,0 +1,100 @@
+//! Metadata: nodes, cluster id, controller, and topics with their partitions' leaders.
+//! Unknown topics are auto-created here when the broker and the request allow it.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use crate::cluster::{Cluster, Topic};
+use crate::server::Node;
+
+pub fn handle(node: &Node, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let cluster = &node.cluster;
+    // v4 added the flag; before it, Metadata always auto-created.
+    let may_create = cluster.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let topics = match request.topics {
+        // v0 has no null: an empty list meant "all topics".
+        None => all_topics(cluster),
+        Some(requested) if requested.is_empty() && version == 0 => all_topics(cluster),
+        Some(requested) => requested
+            .into_iter()
+            .map(|wanted| match wanted.name {
+                Some(name) => by_name(cluster, &name.0, may_create),
+                None => by_id(cluster, wanted.topic_id),
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers(cluster))
+        .with_cluster_id(Some(StrBytes::from_string(cluster.cluster_id.clone())))
+        .with_controller_id(BrokerId(cluster.controller_id()))
+        .with_topics(topics)
+}
+
+fn brokers(cluster: &Cluster) -> Vec<MetadataResponseBroker> {
+    cluster
+        .nodes()
+        .into_iter()
+        .map(|info| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(info.id))
+                .with_host(StrBytes::from_string(info.host))
+                .with_port(i32::from(info.port))
+        })
+        .collect()
+}
+
+fn all_topics(cluster: &Cluster) -> Vec<MetadataResponseTopic> {
+    cluster.topics().iter().map(|topic| describe(topic)).collect()
+}
+
+fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResponseTopic {
+    let found = match cluster.topic(name) {
+        Some(topic) => Ok(topic),
+        None if may_create => cluster.topic_or_auto_create(name).map_err(|refusal| refusal.error),
+        None => Err(ResponseError::UnknownTopicOrPartition),
+    };
+    match found {
+        Ok(topic) => describe(&topic),
+        Err(error) => MetadataResponseTopic::default()
+            .with_name(Some(TopicName(name.clone())))
+            .with_error_code(error.code()),
+    }
+}
+
+fn by_id(cluster: &Cluster, id: Uuid) -> MetadataResponseTopic {
+    match cluster.topic_by_id(id) {
+        Some(topic) => describe(&topic),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(id)
+            .with_error_code(ResponseError::UnknownTopicId.code()),
+    }
+}
+
+fn describe(topic: &Arc<Topic>) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            let state = partition.state();
+            let replicas: Vec<BrokerId> = state.replicas.iter().copied().map(BrokerId).collect();
+            MetadataResponsePartition::default()
+                .with_partition_index(partition.index)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas)
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+}

@@ -1,0 +1,92 @@
+//! One file per Kafka API, named after it. This module owns the table of what we advertise
+//! (ApiVersions answers from it, and requests outside it are refused before decoding) and the
+//! dispatch from a decoded request to its handler.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::request::Request;
+use crate::server::Node;
+
+/// Every API we implement, with the versions we answer. Exactly what ApiVersions advertises.
+/// Minimums are Kafka 4's (the `kafka-protocol` crate has no older versions); maximums are
+/// the newest versions current clients send that we implement in full.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The versions of `api_key` we answer, if we implement it.
+pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// What the connection does after a handler ran.
+#[derive(Debug)]
+pub enum Outcome {
+    Respond(ResponseKind),
+    /// No response at all (Produce with acks=0).
+    Silent,
+    /// Close the connection without answering (Produce with acks=0 that failed, as Kafka does).
+    Close(String),
+}
+
+pub async fn dispatch(node: &Node, request: Request) -> Outcome {
+    let version = request.header.request_api_version;
+    let api_key = request.api_key;
+    let response = match request.body {
+        RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(version, body)),
+        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(node, version, body)),
+        RequestKind::Produce(body) => return produce::handle(node, version, body),
+        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(node, version, body).await),
+        RequestKind::ListOffsets(body) => {
+            ResponseKind::ListOffsets(list_offsets::handle(node, version, body))
+        }
+        RequestKind::CreateTopics(body) => {
+            ResponseKind::CreateTopics(create_topics::handle(node, version, body))
+        }
+        RequestKind::DeleteTopics(body) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(node, version, body))
+        }
+        RequestKind::CreatePartitions(body) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(node, body))
+        }
+        RequestKind::InitProducerId(body) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(node, body))
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(node, body))
+        }
+        RequestKind::DescribeCluster(body) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(node, version, body))
+        }
+        _ => {
+            // `request::parse` refuses APIs outside SUPPORTED_APIS, so this is a table bug.
+            return Outcome::Close(format!("no handler for {api_key:?}"));
+        }
+    };
+    Outcome::Respond(response)
+}

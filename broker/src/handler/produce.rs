@@ -1,0 +1,138 @@
+//! Produce: validate each partition's record batches, check idempotent sequences, append.
+//!
+//! acks=0 gets no response; if anything failed, the connection closes instead, which is how
+//! Kafka tells an acks=0 producer that something went wrong.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{Refusal, Topic};
+use crate::partition::{AppendContext, ProduceOutcome};
+use crate::server::Node;
+
+use super::Outcome;
+
+/// Produce v13 names topics by id instead of by name.
+const TOPIC_IDS_FROM_VERSION: i16 = 13;
+/// Produce v10 added the current leader to NOT_LEADER_OR_FOLLOWER answers (KIP-951).
+const CURRENT_LEADER_FROM_VERSION: i16 = 10;
+
+pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some(ResponseError::InvalidRequiredAcks)
+    } else if request.transactional_id.is_some() {
+        Some(ResponseError::InvalidTxnState)
+    } else {
+        None
+    };
+    let context = AppendContext {
+        node_id: node.id,
+        now_ms: node.cluster.env.clock.wall_ms(),
+        producers_max: node.cluster.config.producers_per_partition_max,
+    };
+    let mut response = ProduceResponse::default();
+    let mut any_error = false;
+    for topic_data in request.topic_data {
+        let topic = resolve(node, version, &topic_data);
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for partition_data in topic_data.partition_data {
+            let outcome = match (&topic, refusal) {
+                (_, Some(error)) => failure(error),
+                (Err(refusal), None) => failure(refusal.error),
+                (Ok(topic), None) => match topic.partitions.get(partition_data.index as usize) {
+                    Some(partition) => {
+                        let records = partition_data.records.unwrap_or_default();
+                        partition.produce(&records, context)
+                    }
+                    None => failure(ResponseError::UnknownTopicOrPartition),
+                },
+            };
+            any_error |= outcome.error.is_some();
+            partitions.push(partition_response(node, version, topic.as_ref().ok(), partition_data.index, outcome, &mut response));
+        }
+        response.responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    match (acks, any_error) {
+        (0, false) => Outcome::Silent,
+        (0, true) => Outcome::Close("an acks=0 produce failed".into()),
+        _ => Outcome::Respond(ResponseKind::Produce(response)),
+    }
+}
+
+fn resolve(
+    node: &Node,
+    version: i16,
+    topic_data: &kafka_protocol::messages::produce_request::TopicProduceData,
+) -> Result<Arc<Topic>, Refusal> {
+    if version >= TOPIC_IDS_FROM_VERSION {
+        return node.cluster.topic_by_id(topic_data.topic_id).ok_or(Refusal {
+            error: ResponseError::UnknownTopicId,
+            message: String::new(),
+        });
+    }
+    node.cluster.topic_or_auto_create(&topic_data.name.0)
+}
+
+fn failure(error: ResponseError) -> ProduceOutcome {
+    ProduceOutcome {
+        error: Some(error),
+        error_message: None,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+fn partition_response(
+    node: &Node,
+    version: i16,
+    topic: Option<&Arc<Topic>>,
+    index: i32,
+    outcome: ProduceOutcome,
+    response: &mut ProduceResponse,
+) -> PartitionProduceResponse {
+    let mut partition = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(outcome.error.map_or(0, |error| error.code()))
+        .with_error_message(outcome.error_message.map(StrBytes::from_string))
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time_ms)
+        .with_log_start_offset(outcome.log_start_offset);
+    if outcome.error == Some(ResponseError::NotLeaderOrFollower) && version >= CURRENT_LEADER_FROM_VERSION {
+        if let Some(leader) = topic.and_then(|topic| topic.partitions.get(index as usize)) {
+            let state = leader.state();
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch);
+            add_endpoint(node, state.leader, response);
+        }
+    }
+    partition
+}
+
+/// KIP-951: the endpoints of leaders named in `current_leader`, once each.
+fn add_endpoint(node: &Node, leader: i32, response: &mut ProduceResponse) {
+    if response.node_endpoints.iter().any(|endpoint| endpoint.node_id.0 == leader) {
+        return;
+    }
+    if let Some(info) = node.cluster.nodes().into_iter().find(|info| info.id == leader) {
+        response.node_endpoints.push(
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(info.id))
+                .with_host(StrBytes::from_string(info.host))
+                .with_port(i32::from(info.port)),
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The partition log: an ordered map of segments, the offsets that bound it, and the leader
+//! epoch history that OffsetForLeaderEpoch and truncation detection read.
+//!
+//! **Invariants:** `log_start_offset ≤ high_watermark ≤ log_end_offset`; offsets only grow;
+//! only the last segment is written; batches are stored exactly as received except for the
+//! base offset, the partition leader epoch and, for LogAppendTime, the timestamp and CRC.
+
+mod index;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tidepool_io::Disk;
+use tidepool_protocol::batch::{self, BatchHeader};
+
+use segment::{BatchLocation, Segment};
+
+/// The parts of a topic's config the log acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+}
+
+/// Where a batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} is outside [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("log read failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One entry of the leader epoch history: `epoch` began at `start_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochStart {
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
+pub struct Log {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    config: LogConfig,
+    /// Keyed by base offset; never empty; only the last one is written.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    /// Ascending by epoch and by start offset.
+    epochs: Vec<EpochStart>,
+}
+
+impl Log {
+    /// Creates an empty log in `dir` (which must not hold one).
+    pub fn create(disk: Arc<dyn Disk>, dir: &Path, config: LogConfig) -> io::Result<Log> {
+        disk.create_dir_all(dir)?;
+        let first = Segment::create(disk.as_ref(), dir, 0, config.index_interval_bytes)?;
+        Ok(Log {
+            disk,
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::from([(0, first)]),
+            log_start_offset: 0,
+            epochs: Vec::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// One past the last offset written.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Everything written is committed: replicas share this log in one process, so the high
+    /// watermark is the log end offset (kept as its own name for when that stops being true).
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment")
+    }
+
+    /// Appends one validated batch: assigns its offsets from the log end, stamps the leader
+    /// epoch and, if given, LogAppendTime. Rolls the active segment first when it is full or old.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> io::Result<Appended> {
+        let mut owned = batch.to_vec();
+        let base_offset = self.log_end_offset();
+        batch::set_base_offset(&mut owned, base_offset);
+        batch::set_partition_leader_epoch(&mut owned, leader_epoch);
+        if let Some(timestamp) = log_append_time {
+            batch::set_log_append_time(&mut owned, timestamp);
+        }
+        let header = BatchHeader::parse(&owned).map_err(io::Error::other)?;
+        self.maybe_roll(owned.len() as u64, now_ms)?;
+        self.assign_epoch(leader_epoch, base_offset);
+        self.active_mut().append(&owned, now_ms)?;
+        Ok(Appended {
+            base_offset,
+            last_offset: header.last_offset(),
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming_bytes: u64, now_ms: i64) -> io::Result<()> {
+        let active = self.active();
+        let full = active.size() + incoming_bytes > self.config.segment_bytes;
+        let old = active
+            .first_append_ms()
+            .is_some_and(|first| now_ms - first >= self.config.segment_ms);
+        if !active.is_empty() && (full || old) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset. A no-op on an empty active segment.
+    pub fn roll(&mut self) -> io::Result<()> {
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.active().sync()?;
+        let base_offset = self.log_end_offset();
+        let segment = Segment::create(
+            self.disk.as_ref(),
+            &self.dir,
+            base_offset,
+            self.config.index_interval_bytes,
+        )?;
+        self.segments.insert(base_offset, segment);
+        Ok(())
+    }
+
+    /// Records that `epoch` starts at `start_offset` (a new leader, or the first batch of it).
+    pub fn assign_epoch(&mut self, epoch: i32, start_offset: i64) {
+        match self.epochs.last() {
+            Some(last) if last.epoch >= epoch => {}
+            _ => self.epochs.push(EpochStart {
+                epoch,
+                start_offset,
+            }),
+        }
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.last().map(|entry| entry.epoch)
+    }
+
+    /// Kafka's `endOffsetFor`: the largest epoch ≤ `requested` and the offset where the next
+    /// epoch starts (the log end for the latest epoch); `(-1, -1)` when unknown.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        const UNDEFINED: (i32, i64) = (-1, -1);
+        if requested < 0 {
+            return UNDEFINED;
+        }
+        if self.latest_epoch() == Some(requested) {
+            return (requested, self.log_end_offset());
+        }
+        let higher = self.epochs.partition_point(|entry| entry.epoch <= requested);
+        let Some(next) = self.epochs.get(higher) else {
+            return UNDEFINED;
+        };
+        match higher.checked_sub(1).map(|floor| self.epochs[floor]) {
+            Some(floor) => (floor.epoch, next.start_offset),
+            None => (requested, next.start_offset),
+        }
+    }
+
+    /// Whole batches from the one holding `offset`, up to `bytes_max` (at least one batch when
+    /// `first_batch_always`), never past the high watermark.
+    pub fn read(
+        &self,
+        offset: i64,
+        bytes_max: usize,
+        first_batch_always: bool,
+    ) -> Result<Vec<u8>, ReadError> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let Some((segment, start)) = self.locate(offset)? else {
+            return Ok(Vec::new());
+        };
+        Ok(segment.read_batches(start, bytes_max, self.high_watermark(), first_batch_always)?)
+    }
+
+    /// The segment and batch holding `offset`, looking past segments that end before it.
+    fn locate(&self, offset: i64) -> io::Result<Option<(&Segment, BatchLocation)>> {
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.log_start_offset, |(&base, _)| base);
+        for segment in self.segments.range(floor..).map(|(_, segment)| segment) {
+            if let Some(location) = segment.find_batch(offset)? {
+                return Ok(Some((segment, location)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first batch with a max timestamp at or past `timestamp`, as raw bytes.
+    pub fn batch_by_timestamp(&self, timestamp: i64) -> io::Result<Option<Vec<u8>>> {
+        for segment in self.segments.values() {
+            if let Some(location) = segment.find_batch_by_timestamp(timestamp)? {
+                return Ok(Some(segment.read_batch(location)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch carrying the largest timestamp in the log (the earliest such, on ties).
+    pub fn batch_with_max_timestamp(&self) -> io::Result<Option<Vec<u8>>> {
+        let best = self
+            .segments
+            .values()
+            .filter(|segment| !segment.is_empty())
+            .fold(None::<&Segment>, |best, segment| match best {
+                Some(best) if best.max_timestamp() >= segment.max_timestamp() => Some(best),
+                _ => Some(segment),
+            });
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        match segment.find_batch(segment.offset_of_max_timestamp())? {
+            Some(location) => Ok(Some(segment.read_batch(location)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes every appended byte durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.active().sync()?;
+        self.disk.sync_dir(&self.dir)
+    }
+
+    /// Removes the log's directory and files.
+    pub fn delete(self) -> io::Result<()> {
+        let disk = Arc::clone(&self.disk);
+        let dir = self.dir.clone();
+        drop(self);
+        disk.remove_dir_all(&dir)
+    }
+}
+
+#[cfg(test)]
+mod tests;

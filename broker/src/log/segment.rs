@@ -1,0 +1,209 @@
+//! One segment: a `.log` file of whole v2 record batches plus its sparse indexes.
+//!
+//! Only the active (last) segment of a log is ever written; once rolled it is immutable.
+
+use std::io;
+use std::path::Path;
+
+use tidepool_io::{Disk, DiskFile, OpenMode};
+use tidepool_protocol::batch::{BatchHeader, HEADER_BYTES};
+
+use super::index::{OffsetIndex, TimeIndex};
+
+/// Kafka names segment files after their base offset, zero-padded to 20 digits.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Where a batch sits in a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub position: u64,
+    pub header: BatchHeader,
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    file: Box<dyn DiskFile>,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    /// Bytes of whole batches in the file.
+    size: u64,
+    /// One past the last offset stored here (= base offset while empty).
+    next_offset: i64,
+    /// Largest batch max-timestamp stored here, and the last offset of the batch carrying it.
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    /// Wall-clock time of the first append, for `segment.ms` rolls.
+    first_append_ms: Option<i64>,
+    bytes_since_index_entry: u64,
+    index_interval_bytes: u64,
+}
+
+impl Segment {
+    pub fn create(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> io::Result<Segment> {
+        let stem = file_stem(base_offset);
+        let file = disk.open(&dir.join(format!("{stem}.log")), OpenMode::CreateNew)?;
+        let offset_index = disk.open(&dir.join(format!("{stem}.index")), OpenMode::CreateNew)?;
+        let time_index = disk.open(&dir.join(format!("{stem}.timeindex")), OpenMode::CreateNew)?;
+        Ok(Segment {
+            base_offset,
+            file,
+            offset_index: OffsetIndex::new(offset_index),
+            time_index: TimeIndex::new(time_index),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            first_append_ms: None,
+            bytes_since_index_entry: 0,
+            index_interval_bytes,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
+
+    pub fn first_append_ms(&self) -> Option<i64> {
+        self.first_append_ms
+    }
+
+    /// Appends one whole batch whose base offset is already this segment's next offset.
+    pub fn append(&mut self, batch: &[u8], now_ms: i64) -> io::Result<()> {
+        let header = BatchHeader::parse(batch).map_err(io::Error::other)?;
+        assert_eq!(header.base_offset, self.next_offset, "offsets only grow, without gaps");
+        assert_eq!(header.total_bytes(), batch.len());
+        let position = self.size;
+        self.file.write_at(position, batch)?;
+        self.size += batch.len() as u64;
+        self.next_offset = header.last_offset() + 1;
+        self.first_append_ms.get_or_insert(now_ms);
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        if self.bytes_since_index_entry >= self.index_interval_bytes {
+            let relative = self.relative(header.last_offset());
+            self.offset_index.append(relative, position as u32)?;
+            let relative_max = self.relative(self.offset_of_max_timestamp);
+            self.time_index.maybe_append(self.max_timestamp, relative_max)?;
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += batch.len() as u64;
+        Ok(())
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        u32::try_from(offset - self.base_offset).expect("a segment spans under 2^32 offsets")
+    }
+
+    /// Reads the header of the batch starting at `position`.
+    pub fn header_at(&self, position: u64) -> io::Result<BatchHeader> {
+        let mut bytes = [0u8; HEADER_BYTES];
+        self.file.read_exact_at(position, &mut bytes)?;
+        BatchHeader::parse(&bytes).map_err(io::Error::other)
+    }
+
+    /// The first batch whose last offset is at or past `offset`, if any.
+    pub fn find_batch(&self, offset: i64) -> io::Result<Option<BatchLocation>> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let relative = self.relative(offset.max(self.base_offset));
+        let position = u64::from(self.offset_index.scan_start(relative));
+        self.scan_from(position, |header| header.last_offset() >= offset)
+    }
+
+    /// The first batch whose max timestamp is at or past `timestamp`, if any.
+    pub fn find_batch_by_timestamp(&self, timestamp: i64) -> io::Result<Option<BatchLocation>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let relative = self.time_index.scan_from(timestamp);
+        let position = u64::from(self.offset_index.scan_start(relative));
+        self.scan_from(position, |header| header.max_timestamp >= timestamp)
+    }
+
+    fn scan_from(
+        &self,
+        mut position: u64,
+        wanted: impl Fn(&BatchHeader) -> bool,
+    ) -> io::Result<Option<BatchLocation>> {
+        while position < self.size {
+            let header = self.header_at(position)?;
+            if wanted(&header) {
+                return Ok(Some(BatchLocation { position, header }));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The bytes of whole batches starting at `start`, stopping before a batch that would pass
+    /// `bytes_max` or reach `offset_end`; the first batch is included regardless of size when
+    /// `first_batch_always` (KIP-74), so a large batch cannot stall a consumer.
+    pub fn read_batches(
+        &self,
+        start: BatchLocation,
+        bytes_max: usize,
+        offset_end: i64,
+        first_batch_always: bool,
+    ) -> io::Result<Vec<u8>> {
+        let mut end = start.position;
+        let mut header = start.header;
+        loop {
+            if header.base_offset >= offset_end {
+                break;
+            }
+            let batch_bytes = header.total_bytes() as u64;
+            let taken = (end - start.position) as usize;
+            let fits = taken + batch_bytes as usize <= bytes_max;
+            if !fits && !(first_batch_always && taken == 0) {
+                break;
+            }
+            end += batch_bytes;
+            if end >= self.size {
+                break;
+            }
+            header = self.header_at(end)?;
+        }
+        let mut bytes = vec![0u8; (end - start.position) as usize];
+        self.file.read_exact_at(start.position, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// The whole batch at `location`.
+    pub fn read_batch(&self, location: BatchLocation) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; location.header.total_bytes()];
+        self.file.read_exact_at(location.position, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+}

@@ -1,0 +1,242 @@
+//! One topic partition: its log, its idempotent producer state, who leads it, and who is
+//! waiting for it to grow (parked fetches).
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tidepool_protocol::batch::{self, BatchHeader};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::{TimestampType, TopicConfig};
+use crate::log::{Log, LogConfig};
+use crate::producer_state::{ProducerStates, RememberedBatch, SequenceCheck};
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    state: Mutex<PartitionState>,
+    /// Fetches parked on this partition. Weak, so a fetch that gave up needs no unregistering;
+    /// dead entries are pruned on every registration and wake-up, which bounds the list by the
+    /// number of live parked fetches.
+    watchers: Mutex<Vec<Weak<Notify>>>,
+}
+
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub log: Log,
+    pub producers: ProducerStates,
+    pub config: TopicConfig,
+    /// Set when the topic is deleted while a request still holds the partition.
+    pub deleted: bool,
+}
+
+/// What a Produce response says for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceOutcome {
+    pub error: Option<ResponseError>,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceOutcome {
+    fn failed(error: ResponseError, message: impl Into<String>) -> ProduceOutcome {
+        ProduceOutcome {
+            error: Some(error),
+            error_message: Some(message.into()),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Facts an append needs from outside the partition.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendContext {
+    pub node_id: i32,
+    pub now_ms: i64,
+    pub producers_max: usize,
+}
+
+pub fn log_config(config: &TopicConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: config.segment_bytes,
+        segment_ms: config.segment_ms,
+        index_interval_bytes: config.index_interval_bytes,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Partition {
+    pub fn new(topic: &str, topic_id: Uuid, index: i32, state: PartitionState) -> Partition {
+        Partition {
+            topic: topic.to_owned(),
+            topic_id,
+            index,
+            state: Mutex::new(state),
+            watchers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Exclusive access to the partition's state. Held only for in-memory work and disk
+    /// writes, never across an await.
+    pub fn state(&self) -> MutexGuard<'_, PartitionState> {
+        lock(&self.state)
+    }
+
+    /// Parks `waker` on this partition: the next append wakes it.
+    pub fn watch(&self, waker: &Arc<Notify>) {
+        let mut watchers = lock(&self.watchers);
+        watchers.retain(|watcher| watcher.strong_count() > 0);
+        watchers.push(Arc::downgrade(waker));
+    }
+
+    fn wake_watchers(&self) {
+        let mut watchers = lock(&self.watchers);
+        watchers.retain(|watcher| match watcher.upgrade() {
+            Some(waker) => {
+                waker.notify_one();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Validates and appends the record set of one Produce partition entry.
+    pub fn produce(&self, records: &Bytes, context: AppendContext) -> ProduceOutcome {
+        let outcome = self.state().produce(records, context);
+        if outcome.error.is_none() {
+            self.wake_watchers();
+        }
+        outcome
+    }
+}
+
+impl PartitionState {
+    /// Kafka's leader checks for a request naming `current_leader_epoch` (-1: no check).
+    pub fn check_leader(&self, node_id: i32, current_leader_epoch: i32) -> Result<(), ResponseError> {
+        if self.deleted {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if current_leader_epoch >= 0 {
+            if current_leader_epoch > self.leader_epoch {
+                return Err(ResponseError::UnknownLeaderEpoch);
+            }
+            if current_leader_epoch < self.leader_epoch {
+                return Err(ResponseError::FencedLeaderEpoch);
+            }
+        }
+        if self.leader != node_id {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        Ok(())
+    }
+
+    fn produce(&mut self, records: &Bytes, context: AppendContext) -> ProduceOutcome {
+        if let Err(error) = self.check_leader(context.node_id, -1) {
+            return ProduceOutcome::failed(error, error.to_string());
+        }
+        let headers = match self.validate(records) {
+            Ok(headers) => headers,
+            Err((error, message)) => return ProduceOutcome::failed(error, message),
+        };
+        let log_append_time = (self.config.message_timestamp_type
+            == TimestampType::LogAppendTime)
+            .then_some(context.now_ms);
+        let mut first: Option<(i64, i64)> = None;
+        for (range, header) in headers {
+            let (base_offset, append_time) =
+                match self.append_one(&records[range], &header, log_append_time, context) {
+                    Ok(placed) => placed,
+                    Err(error) => return ProduceOutcome::failed(error, error.to_string()),
+                };
+            first.get_or_insert((base_offset, append_time));
+        }
+        let (base_offset, log_append_time_ms) = first.unwrap_or((-1, -1));
+        ProduceOutcome {
+            error: None,
+            error_message: None,
+            base_offset,
+            log_append_time_ms,
+            log_start_offset: self.log.log_start_offset(),
+        }
+    }
+
+    /// Checks every batch before any is appended, so a bad batch appends nothing.
+    #[allow(clippy::type_complexity, reason = "a local pairing of range and header")]
+    fn validate(
+        &self,
+        records: &Bytes,
+    ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, (ResponseError, String)> {
+        let ranges = batch::split(records)
+            .map_err(|error| (ResponseError::CorruptMessage, error.to_string()))?;
+        let mut checked = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let bytes = &records[range.clone()];
+            if bytes.len() > self.config.max_message_bytes {
+                return Err((
+                    ResponseError::MessageTooLarge,
+                    format!(
+                        "record batch of {} bytes exceeds max.message.bytes {}",
+                        bytes.len(),
+                        self.config.max_message_bytes
+                    ),
+                ));
+            }
+            let header = batch::validate(bytes)
+                .map_err(|error| (ResponseError::CorruptMessage, error.to_string()))?;
+            if header.records_count == 0 {
+                return Err((ResponseError::InvalidRecord, "record batch has no records".into()));
+            }
+            if header.is_transactional() || header.is_control() {
+                return Err((
+                    ResponseError::InvalidTxnState,
+                    "transactions are not supported by this broker yet".into(),
+                ));
+            }
+            checked.push((range, header));
+        }
+        Ok(checked)
+    }
+
+    /// Appends one batch unless it is a duplicate; returns its base offset and append time.
+    fn append_one(
+        &mut self,
+        bytes: &[u8],
+        header: &BatchHeader,
+        log_append_time: Option<i64>,
+        context: AppendContext,
+    ) -> Result<(i64, i64), ResponseError> {
+        if let SequenceCheck::Duplicate(original) = self.producers.check(header)? {
+            return Ok((original.base_offset, original.log_append_time_ms));
+        }
+        let appended = self
+            .log
+            .append(bytes, self.leader_epoch, log_append_time, context.now_ms)
+            .map_err(|error| {
+                tracing::error!(%error, "log append failed");
+                ResponseError::KafkaStorageError
+            })?;
+        let log_append_time_ms = log_append_time.unwrap_or(-1);
+        let remembered = RememberedBatch {
+            first_sequence: header.base_sequence,
+            last_sequence: header.last_sequence(),
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            log_append_time_ms,
+        };
+        self.producers
+            .record(header, remembered, context.now_ms, context.producers_max);
+        Ok((appended.base_offset, log_append_time_ms))
+    }
+}
