@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tidepool::{Broker, Config};
 
 #[derive(Parser)]
-#[command(name = "tidepool", version, about = "A Kafka-compatible broker for tests")]
+#[command(
+    name = "tidepool",
+    version,
+    about = "A Kafka-compatible broker for tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,9 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
     }

@@ -117,12 +117,18 @@ impl BrokerBuilder {
         let (env, data_root) = match &self.storage {
             Storage::Memory => {
                 let env = self.env.clone().unwrap_or_else(Env::memory);
-                (env.with_disk(Arc::new(MemDisk::new())), PathBuf::from(DATA_ROOT))
+                (
+                    env.with_disk(Arc::new(MemDisk::new())),
+                    PathBuf::from(DATA_ROOT),
+                )
             }
         };
         env.disk
             .create_dir_all(&data_root)
-            .map_err(|source| StartError::DataDirectory { path: data_root.clone(), source })?;
+            .map_err(|source| StartError::DataDirectory {
+                path: data_root.clone(),
+                source,
+            })?;
         let cluster = Arc::new(Cluster::new(env.clone(), self.config.clone(), data_root));
         let mut listeners = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {
@@ -137,7 +143,10 @@ impl BrokerBuilder {
                 .map_err(|source| StartError::Bind { address, source })?;
             let info = NodeInfo {
                 id: index as i32 + 1,
-                host: self.advertised_host.clone().unwrap_or_else(|| advertisable(bound.ip())),
+                host: self
+                    .advertised_host
+                    .clone()
+                    .unwrap_or_else(|| advertisable(bound.ip())),
                 port: bound.port(),
             };
             cluster.register_node(info.clone());
@@ -147,16 +156,32 @@ impl BrokerBuilder {
         let mut nodes = Vec::with_capacity(listeners.len());
         let mut tasks = Vec::with_capacity(listeners.len());
         for (info, listener) in listeners {
-            let node = Arc::new(Node { id: info.id, cluster: Arc::clone(&cluster) });
-            tasks.push(tokio::spawn(server::accept_loop(listener, node, shutdown_signal.clone())));
+            let node = Arc::new(Node {
+                id: info.id,
+                cluster: Arc::clone(&cluster),
+            });
+            tasks.push(tokio::spawn(server::accept_loop(
+                listener,
+                node,
+                shutdown_signal.clone(),
+            )));
             nodes.push(info);
         }
         tracing::info!(nodes = nodes.len(), cluster_id = %cluster.cluster_id, "broker started");
-        Ok(BrokerHandle { cluster, nodes, shutdown, tasks })
+        Ok(BrokerHandle {
+            cluster,
+            nodes,
+            shutdown,
+            tasks,
+        })
     }
 
     fn node_address(&self, index: usize) -> SocketAddr {
-        let port = if self.listen.port() == 0 { 0 } else { self.listen.port() + index as u16 };
+        let port = if self.listen.port() == 0 {
+            0
+        } else {
+            self.listen.port() + index as u16
+        };
         SocketAddr::new(self.listen.ip(), port)
     }
 }

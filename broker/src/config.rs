@@ -214,7 +214,10 @@ impl TopicConfig {
             TimestampType::LogAppendTime => "LogAppendTime",
         };
         let modelled = [
-            ("index.interval.bytes", self.index_interval_bytes.to_string()),
+            (
+                "index.interval.bytes",
+                self.index_interval_bytes.to_string(),
+            ),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("message.timestamp.type", timestamp_type.to_owned()),
             ("segment.bytes", self.segment_bytes.to_string()),
@@ -249,7 +252,10 @@ mod tests {
     #[test]
     fn overrides_are_parsed_and_remembered() {
         let config = TopicConfig::default()
-            .with_overrides([("segment.bytes", "1024"), ("message.timestamp.type", "LogAppendTime")])
+            .with_overrides([
+                ("segment.bytes", "1024"),
+                ("message.timestamp.type", "LogAppendTime"),
+            ])
             .unwrap();
         assert_eq!(config.segment_bytes, 1024);
         assert_eq!(config.message_timestamp_type, TimestampType::LogAppendTime);
@@ -261,7 +267,11 @@ mod tests {
         let defaults = TopicConfig::default();
         assert!(defaults.with_overrides([("no.such.config", "1")]).is_err());
         assert!(defaults.with_overrides([("segment.bytes", "-5")]).is_err());
-        assert!(defaults.with_overrides([("message.timestamp.type", "Whenever")]).is_err());
+        assert!(
+            defaults
+                .with_overrides([("message.timestamp.type", "Whenever")])
+                .is_err()
+        );
         assert!(defaults.with_overrides([("retention.ms", "1000")]).is_ok());
     }
 }

@@ -57,9 +57,13 @@ pub async fn serve(
         }
     };
     match closed {
-        Closed::Peer | Closed::Shutdown => tracing::debug!(%peer, node = node.id, ?closed, "connection closed"),
+        Closed::Peer | Closed::Shutdown => {
+            tracing::debug!(%peer, node = node.id, ?closed, "connection closed")
+        }
         Closed::Io(error) => tracing::debug!(%peer, node = node.id, %error, "connection failed"),
-        Closed::Refused(reason) => tracing::info!(%peer, node = node.id, %reason, "closing connection"),
+        Closed::Refused(reason) => {
+            tracing::info!(%peer, node = node.id, %reason, "closing connection")
+        }
     }
     let _ = stream.shutdown().await;
 }
@@ -101,16 +105,23 @@ async fn write_out(stream: &mut BoxStream, output: &mut BytesMut) -> Result<(), 
 
 /// Splits one whole frame off `input`. The declared size is checked before any buffer grows
 /// for it, so a hostile size costs nothing.
-fn next_frame(input: &mut BytesMut, request_bytes_max: usize) -> Result<Option<bytes::Bytes>, String> {
+fn next_frame(
+    input: &mut BytesMut,
+    request_bytes_max: usize,
+) -> Result<Option<bytes::Bytes>, String> {
     let Some(size) = request::frame_size(input) else {
         return Ok(None);
     };
     if size < 0 || size as usize > request_bytes_max {
-        return Err(format!("frame size {size} is outside 0..={request_bytes_max}"));
+        return Err(format!(
+            "frame size {size} is outside 0..={request_bytes_max}"
+        ));
     }
     let size = size as usize;
     if size < FRAME_BYTES_MIN {
-        return Err(format!("frame of {size} bytes cannot hold a request header"));
+        return Err(format!(
+            "frame of {size} bytes cannot hold a request header"
+        ));
     }
     if input.len() < 4 + size {
         input.reserve(4 + size - input.len());
@@ -121,12 +132,22 @@ fn next_frame(input: &mut BytesMut, request_bytes_max: usize) -> Result<Option<b
     Ok(Some(frame))
 }
 
-async fn handle_frame(frame: bytes::Bytes, output: &mut BytesMut, node: &Node) -> Result<(), String> {
+async fn handle_frame(
+    frame: bytes::Bytes,
+    output: &mut BytesMut,
+    node: &Node,
+) -> Result<(), String> {
     match request::parse(frame).map_err(|error| error.to_string())? {
         Parsed::UnknownApiVersionsVersion { correlation_id } => {
             let body = handler::api_versions::unsupported_version_response();
-            request::encode_response(output, kafka_protocol::messages::ApiKey::ApiVersions, 0, correlation_id, &body)
-                .map_err(|error| error.to_string())
+            request::encode_response(
+                output,
+                kafka_protocol::messages::ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &body,
+            )
+            .map_err(|error| error.to_string())
         }
         Parsed::Request(request) => {
             let api_key = request.api_key;

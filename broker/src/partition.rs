@@ -74,7 +74,9 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Partition {
@@ -124,7 +126,11 @@ impl Partition {
 
 impl PartitionState {
     /// Kafka's leader checks for a request naming `current_leader_epoch` (-1: no check).
-    pub fn check_leader(&self, node_id: i32, current_leader_epoch: i32) -> Result<(), ResponseError> {
+    pub fn check_leader(
+        &self,
+        node_id: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(), ResponseError> {
         if self.deleted {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
@@ -150,8 +156,7 @@ impl PartitionState {
             Ok(headers) => headers,
             Err((error, message)) => return ProduceOutcome::failed(error, message),
         };
-        let log_append_time = (self.config.message_timestamp_type
-            == TimestampType::LogAppendTime)
+        let log_append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime)
             .then_some(context.now_ms);
         let mut first: Option<(i64, i64)> = None;
         for (range, header) in headers {
@@ -173,7 +178,10 @@ impl PartitionState {
     }
 
     /// Checks every batch before any is appended, so a bad batch appends nothing.
-    #[allow(clippy::type_complexity, reason = "a local pairing of range and header")]
+    #[allow(
+        clippy::type_complexity,
+        reason = "a local pairing of range and header"
+    )]
     fn validate(
         &self,
         records: &Bytes,
@@ -196,7 +204,10 @@ impl PartitionState {
             let header = batch::validate(bytes)
                 .map_err(|error| (ResponseError::CorruptMessage, error.to_string()))?;
             if header.records_count == 0 {
-                return Err((ResponseError::InvalidRecord, "record batch has no records".into()));
+                return Err((
+                    ResponseError::InvalidRecord,
+                    "record batch has no records".into(),
+                ));
             }
             if header.is_transactional() || header.is_control() {
                 return Err((

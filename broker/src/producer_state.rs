@@ -218,7 +218,10 @@ mod tests {
             states.check(&header(1, 0, 0, 1)),
             Err(ResponseError::OutOfOrderSequenceNumber)
         );
-        assert!(matches!(states.check(&header(1, 0, 1, 1)), Ok(SequenceCheck::Duplicate(_))));
+        assert!(matches!(
+            states.check(&header(1, 0, 1, 1)),
+            Ok(SequenceCheck::Duplicate(_))
+        ));
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub enum Parsed {
     Request(Box<Request>),
     /// ApiVersions at a version we do not know: answered the KIP-511 way, with a v0 response
     /// carrying UNSUPPORTED_VERSION and our supported versions.
-    UnknownApiVersionsVersion { correlation_id: i32 },
+    UnknownApiVersionsVersion {
+        correlation_id: i32,
+    },
 }
 
 /// A frame we cannot answer; the connection closes, as Kafka does.
@@ -67,7 +69,8 @@ pub fn parse(mut frame: Bytes) -> Result<Parsed, FrameError> {
     let raw_api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let api_key = ApiKey::try_from(raw_api_key).map_err(|()| FrameError::UnknownApiKey(raw_api_key))?;
+    let api_key =
+        ApiKey::try_from(raw_api_key).map_err(|()| FrameError::UnknownApiKey(raw_api_key))?;
     let (min, max) = supported_versions(api_key).ok_or(FrameError::UnsupportedApi(api_key))?;
     if version < min || version > max {
         if api_key == ApiKey::ApiVersions && version > max {

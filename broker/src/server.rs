@@ -40,7 +40,11 @@ pub async fn accept_loop(
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(node = node.id, %error, "accept failed");
-                node.cluster.env.clock.sleep(Duration::from_millis(10)).await;
+                node.cluster
+                    .env
+                    .clock
+                    .sleep(Duration::from_millis(10))
+                    .await;
                 continue;
             }
         };

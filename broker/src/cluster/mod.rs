@@ -121,7 +121,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Cluster {
@@ -204,20 +206,29 @@ impl Cluster {
         match self.create_topic(&request, false) {
             Ok(created) => Ok(created.topic),
             // Another request created it between our look-up and our creation.
-            Err(refusal) if refusal.error == ResponseError::TopicAlreadyExists => self
-                .topic(name)
-                .ok_or(refusal),
+            Err(refusal) if refusal.error == ResponseError::TopicAlreadyExists => {
+                self.topic(name).ok_or(refusal)
+            }
             Err(refusal) => Err(refusal),
         }
     }
 
     /// Creates a topic (or only checks that it could be, with `validate_only`).
-    pub fn create_topic(&self, request: &TopicRequest, validate_only: bool) -> Result<Created, Refusal> {
+    pub fn create_topic(
+        &self,
+        request: &TopicRequest,
+        validate_only: bool,
+    ) -> Result<Created, Refusal> {
         validate_topic_name(&request.name)?;
         let config = self
             .config
             .topic_defaults
-            .with_overrides(request.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .with_overrides(
+                request
+                    .configs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .map_err(|invalid| Refusal::new(ResponseError::InvalidConfig, invalid.message))?;
         let mut state = lock(&self.state);
         if state.topics.contains_key(&request.name) {
@@ -229,7 +240,10 @@ impl Cluster {
         if state.topics.len() >= self.config.topics_max {
             return Err(Refusal::new(
                 ResponseError::PolicyViolation,
-                format!("the broker holds its maximum of {} topics", self.config.topics_max),
+                format!(
+                    "the broker holds its maximum of {} topics",
+                    self.config.topics_max
+                ),
             ));
         }
         let assignments = self.plan_assignments(&mut state, request)?;
@@ -332,11 +346,19 @@ impl Cluster {
         place_replicas(state, 0, partitions as usize, replication_factor)
     }
 
-    fn new_partition(&self, topic: &Topic, index: i32, replicas: Vec<i32>) -> Result<Arc<Partition>, Refusal> {
+    fn new_partition(
+        &self,
+        topic: &Topic,
+        index: i32,
+        replicas: Vec<i32>,
+    ) -> Result<Arc<Partition>, Refusal> {
         let dir = self.data_root.join(format!("{}-{index}", topic.name));
         let mut log = Log::create(Arc::clone(&self.env.disk), &dir, log_config(&topic.config))
             .map_err(|error| {
-                Refusal::new(ResponseError::KafkaStorageError, format!("creating {}: {error}", dir.display()))
+                Refusal::new(
+                    ResponseError::KafkaStorageError,
+                    format!("creating {}: {error}", dir.display()),
+                )
             })?;
         let leader_epoch = 0;
         log.assign_epoch(leader_epoch, 0);
@@ -349,7 +371,12 @@ impl Cluster {
             config: topic.config.clone(),
             deleted: false,
         };
-        Ok(Arc::new(Partition::new(&topic.name, topic.id, index, state)))
+        Ok(Arc::new(Partition::new(
+            &topic.name,
+            topic.id,
+            index,
+            state,
+        )))
     }
 
     /// Deletes a topic and its logs. Requests still holding a partition see it as deleted.
@@ -398,7 +425,9 @@ impl Cluster {
             let message = if count as usize == current {
                 format!("Topic already has {current} partitions.")
             } else {
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
+                format!(
+                    "Topic currently has {current} partitions, which is higher than the requested {count}."
+                )
             };
             return Err(Refusal::new(ResponseError::InvalidPartitions, message));
         }
@@ -410,7 +439,10 @@ impl Cluster {
             if assignments.len() != added {
                 return Err(Refusal::new(
                     ResponseError::InvalidReplicaAssignment,
-                    format!("Increasing the number of partitions by {added} but {} assignments provided.", assignments.len()),
+                    format!(
+                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        assignments.len()
+                    ),
                 ));
             }
             let numbered: Vec<(i32, Vec<i32>)> = assignments
@@ -477,21 +509,32 @@ fn explicit_assignments(
     assignments: &[(i32, Vec<i32>)],
     first_index: usize,
 ) -> Result<Vec<Vec<i32>>, Refusal> {
-    let invalid = |message: String| Err(Refusal::new(ResponseError::InvalidReplicaAssignment, message));
+    let invalid = |message: String| {
+        Err(Refusal::new(
+            ResponseError::InvalidReplicaAssignment,
+            message,
+        ))
+    };
     let mut by_index: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for (index, replicas) in assignments {
         if by_index.insert(*index, replicas.clone()).is_some() {
             return invalid(format!("Partition {index} is assigned twice."));
         }
     }
-    let expected: Vec<i32> = (first_index..first_index + assignments.len()).map(|i| i as i32).collect();
+    let expected: Vec<i32> = (first_index..first_index + assignments.len())
+        .map(|i| i as i32)
+        .collect();
     if by_index.keys().copied().collect::<Vec<_>>() != expected {
-        return invalid("Partitions must be numbered consecutively from the first new partition.".into());
+        return invalid(
+            "Partitions must be numbered consecutively from the first new partition.".into(),
+        );
     }
     let factor = by_index.values().next().map_or(0, Vec::len);
     for (index, replicas) in &by_index {
         if replicas.is_empty() || replicas.len() != factor {
-            return invalid(format!("Partition {index} has a replica count different from the others."));
+            return invalid(format!(
+                "Partition {index} has a replica count different from the others."
+            ));
         }
         let mut seen = replicas.clone();
         seen.sort_unstable();
@@ -500,7 +543,9 @@ fn explicit_assignments(
             return invalid(format!("Partition {index} lists a broker twice."));
         }
         if let Some(unknown) = replicas.iter().find(|id| !state.nodes.contains_key(id)) {
-            return invalid(format!("Broker {unknown} of partition {index} is not registered."));
+            return invalid(format!(
+                "Broker {unknown} of partition {index} is not registered."
+            ));
         }
     }
     Ok(by_index.into_values().collect())

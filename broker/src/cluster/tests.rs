@@ -27,24 +27,38 @@ fn topic_names_follow_kafka_rules() {
     assert!(validate_topic_name("orders.v1_raw-2").is_ok());
     for bad in ["", ".", "..", "has space", "slash/y", &"x".repeat(250)] {
         let refusal = validate_topic_name(bad).unwrap_err();
-        assert_eq!(refusal.error, ResponseError::InvalidTopicException, "{bad:?}");
+        assert_eq!(
+            refusal.error,
+            ResponseError::InvalidTopicException,
+            "{bad:?}"
+        );
     }
 }
 
 #[test]
 fn created_topics_spread_leaders_over_nodes_and_get_unique_ids() {
     let cluster = cluster_of(3);
-    let orders = cluster.create_topic(&request("orders", 6, 2), false).unwrap().topic;
+    let orders = cluster
+        .create_topic(&request("orders", 6, 2), false)
+        .unwrap()
+        .topic;
     let leaders: Vec<i32> = orders.partitions.iter().map(|p| p.state().leader).collect();
     for node in 1..=3 {
-        assert_eq!(leaders.iter().filter(|&&l| l == node).count(), 2, "{leaders:?}");
+        assert_eq!(
+            leaders.iter().filter(|&&l| l == node).count(),
+            2,
+            "{leaders:?}"
+        );
     }
     for partition in &orders.partitions {
         let state = partition.state();
         assert_eq!(state.replicas.len(), 2);
         assert_eq!(state.replicas[0], state.leader);
     }
-    let payments = cluster.create_topic(&request("payments", 1, 1), false).unwrap().topic;
+    let payments = cluster
+        .create_topic(&request("payments", 1, 1), false)
+        .unwrap()
+        .topic;
     assert_ne!(orders.id, payments.id);
     assert_eq!(cluster.topic_by_id(orders.id).unwrap().name, "orders");
 }
@@ -53,11 +67,20 @@ fn created_topics_spread_leaders_over_nodes_and_get_unique_ids() {
 fn creating_a_topic_twice_or_beyond_the_nodes_is_refused() {
     let cluster = cluster_of(1);
     cluster.create_topic(&request("t", 1, 1), false).unwrap();
-    let again = cluster.create_topic(&request("t", 1, 1), false).err().unwrap();
+    let again = cluster
+        .create_topic(&request("t", 1, 1), false)
+        .err()
+        .unwrap();
     assert_eq!(again.error, ResponseError::TopicAlreadyExists);
-    let too_many = cluster.create_topic(&request("u", 1, 3), false).err().unwrap();
+    let too_many = cluster
+        .create_topic(&request("u", 1, 3), false)
+        .err()
+        .unwrap();
     assert_eq!(too_many.error, ResponseError::InvalidReplicationFactor);
-    let zero = cluster.create_topic(&request("v", 0, 1), false).err().unwrap();
+    let zero = cluster
+        .create_topic(&request("v", 0, 1), false)
+        .err()
+        .unwrap();
     assert_eq!(zero.error, ResponseError::InvalidPartitions);
 }
 
@@ -77,7 +100,10 @@ fn auto_creation_uses_defaults_and_can_be_turned_off() {
     assert_eq!(topic.partitions.len(), 1);
     let strict = Cluster::new(
         Env::memory(),
-        Config { auto_create_topics: false, ..Config::default() },
+        Config {
+            auto_create_topics: false,
+            ..Config::default()
+        },
         PathBuf::from("/data"),
     );
     let refusal = strict.topic_or_auto_create("fresh").err().unwrap();
@@ -95,23 +121,33 @@ fn partitions_only_grow_and_keep_their_logs() {
     assert!(Arc::ptr_eq(&before.partitions[0], &after.partitions[0]));
     let shrink = cluster.create_partitions("t", 3, &[], false).unwrap_err();
     assert_eq!(shrink.error, ResponseError::InvalidPartitions);
-    let bad = cluster.create_partitions("t", 6, &[vec![7]], false).unwrap_err();
+    let bad = cluster
+        .create_partitions("t", 6, &[vec![7]], false)
+        .unwrap_err();
     assert_eq!(bad.error, ResponseError::InvalidReplicaAssignment);
-    cluster.create_partitions("t", 6, &[vec![2]], false).unwrap();
+    cluster
+        .create_partitions("t", 6, &[vec![2]], false)
+        .unwrap();
     assert_eq!(cluster.topic("t").unwrap().partitions[5].state().leader, 2);
 }
 
 #[test]
 fn deleting_a_topic_removes_its_files_and_marks_held_partitions() {
     let cluster = cluster_of(1);
-    let topic = cluster.create_topic(&request("t", 2, 1), false).unwrap().topic;
+    let topic = cluster
+        .create_topic(&request("t", 2, 1), false)
+        .unwrap()
+        .topic;
     assert!(cluster.env.disk.exists(&PathBuf::from("/data/t-1")));
     cluster.delete_topic("t").unwrap();
     assert!(cluster.topic("t").is_none());
     assert!(cluster.topic_by_id(topic.id).is_none());
     assert!(!cluster.env.disk.exists(&PathBuf::from("/data/t-1")));
     assert!(topic.partitions[0].state().deleted);
-    assert_eq!(cluster.delete_topic("t").unwrap_err().error, ResponseError::UnknownTopicOrPartition);
+    assert_eq!(
+        cluster.delete_topic("t").unwrap_err().error,
+        ResponseError::UnknownTopicOrPartition
+    );
 }
 
 #[test]
@@ -125,5 +161,8 @@ fn producer_ids_are_unique() {
 fn cluster_ids_look_like_kafkas() {
     let id = kafka_style_id(Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef));
     assert_eq!(id.len(), 22);
-    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
 }

@@ -4,8 +4,8 @@
 //! ApiVersions v3 responses and then fails the connection.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 
 use super::SUPPORTED_APIS;
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -32,7 +34,10 @@ pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> Creat
                         "Create topics request from client contains a duplicate topic name",
                     )));
             }
-            match node.cluster.create_topic(&topic_request(wanted), request.validate_only) {
+            match node
+                .cluster
+                .create_topic(&topic_request(wanted), request.validate_only)
+            {
                 Ok(done) => created(result, &done),
                 Err(refusal) => result
                     .with_error_code(refusal.error.code())
@@ -62,7 +67,9 @@ fn topic_request(wanted: &CreatableTopic) -> TopicRequest {
         configs: wanted
             .configs
             .iter()
-            .filter_map(|config| Some((config.name.to_string(), config.value.as_ref()?.to_string())))
+            .filter_map(|config| {
+                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
+            })
             .collect(),
     }
 }
@@ -74,7 +81,11 @@ fn created(result: CreatableTopicResult, done: &Created) -> CreatableTopicResult
         .entries()
         .into_iter()
         .map(|entry| {
-            let source = if entry.is_default { SOURCE_DEFAULT } else { SOURCE_DYNAMIC_TOPIC };
+            let source = if entry.is_default {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_DYNAMIC_TOPIC
+            };
             CreatableTopicConfigs::default()
                 .with_name(StrBytes::from_string(entry.name))
                 .with_value(Some(StrBytes::from_string(entry.value)))

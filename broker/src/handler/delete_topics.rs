@@ -12,9 +12,17 @@ const TOPIC_STATES_FROM_VERSION: i16 = 6;
 
 pub fn handle(node: &Node, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= TOPIC_STATES_FROM_VERSION {
-        request.topics.into_iter().map(|topic| (topic.name, topic.topic_id)).collect()
+        request
+            .topics
+            .into_iter()
+            .map(|topic| (topic.name, topic.topic_id))
+            .collect()
     } else {
-        request.topic_names.into_iter().map(|name| (Some(name), Uuid::nil())).collect()
+        request
+            .topic_names
+            .into_iter()
+            .map(|name| (Some(name), Uuid::nil()))
+            .collect()
     };
     let responses = wanted
         .into_iter()
@@ -25,10 +33,18 @@ pub fn handle(node: &Node, version: i16, request: DeleteTopicsRequest) -> Delete
 
 fn delete(node: &Node, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
     let topic = match &name {
-        Some(name) => node.cluster.topic(&name.0).ok_or(ResponseError::UnknownTopicOrPartition),
-        None => node.cluster.topic_by_id(id).ok_or(ResponseError::UnknownTopicId),
+        Some(name) => node
+            .cluster
+            .topic(&name.0)
+            .ok_or(ResponseError::UnknownTopicOrPartition),
+        None => node
+            .cluster
+            .topic_by_id(id)
+            .ok_or(ResponseError::UnknownTopicId),
     };
-    let result = DeletableTopicResult::default().with_name(name).with_topic_id(id);
+    let result = DeletableTopicResult::default()
+        .with_name(name)
+        .with_topic_id(id);
     let topic = match topic {
         Ok(topic) => topic,
         Err(error) => {

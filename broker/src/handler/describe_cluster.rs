@@ -10,7 +10,11 @@ use crate::server::Node;
 /// Endpoint type 1 asks for brokers (2 would ask for KRaft controllers, which we do not expose).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn handle(node: &Node, version: i16, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    node: &Node,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let cluster = &node.cluster;
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(cluster.cluster_id.clone()))

@@ -33,7 +33,10 @@ pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOff
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let answer = match topic.as_ref().and_then(|t| t.partitions.get(partition.partition_index as usize)) {
+                    let answer = match topic
+                        .as_ref()
+                        .and_then(|t| t.partitions.get(partition.partition_index as usize))
+                    {
                         None => Err(ResponseError::UnknownTopicOrPartition),
                         Some(found) => lookup(node.id, version, partition, &found.state()),
                     };
@@ -48,7 +51,10 @@ pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOff
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn respond(partition_index: i32, answer: Result<Found, ResponseError>) -> ListOffsetsPartitionResponse {
+fn respond(
+    partition_index: i32,
+    answer: Result<Found, ResponseError>,
+) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default().with_partition_index(partition_index);
     match answer {
         Ok((timestamp, offset, leader_epoch)) => response
@@ -82,16 +88,20 @@ fn lookup(
         MAX_TIMESTAMP => Ok(log
             .batch_with_max_timestamp()
             .map_err(storage_error)?
-            .map_or(NOT_FOUND, |batch| in_batch(&batch, |records| {
-                let max = records.iter().map(|r| r.timestamp).max()?;
-                records.iter().find(|r| r.timestamp == max).copied()
-            }))),
+            .map_or(NOT_FOUND, |batch| {
+                in_batch(&batch, |records| {
+                    let max = records.iter().map(|r| r.timestamp).max()?;
+                    records.iter().find(|r| r.timestamp == max).copied()
+                })
+            })),
         target => Ok(log
             .batch_by_timestamp(target)
             .map_err(storage_error)?
-            .map_or(NOT_FOUND, |batch| in_batch(&batch, |records| {
-                records.iter().find(|r| r.timestamp >= target).copied()
-            }))),
+            .map_or(NOT_FOUND, |batch| {
+                in_batch(&batch, |records| {
+                    records.iter().find(|r| r.timestamp >= target).copied()
+                })
+            })),
     }
 }
 
@@ -111,5 +121,11 @@ fn in_batch(batch: &[u8], pick: impl Fn(&[RecordTimestamp]) -> Option<RecordTime
             })
         }
     };
-    picked.map_or(NOT_FOUND, |record| (record.timestamp, record.offset, header.partition_leader_epoch))
+    picked.map_or(NOT_FOUND, |record| {
+        (
+            record.timestamp,
+            record.offset,
+            header.partition_leader_epoch,
+        )
+    })
 }

@@ -17,7 +17,8 @@ use crate::server::Node;
 pub fn handle(node: &Node, version: i16, request: MetadataRequest) -> MetadataResponse {
     let cluster = &node.cluster;
     // v4 added the flag; before it, Metadata always auto-created.
-    let may_create = cluster.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_create =
+        cluster.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topics = match request.topics {
         // v0 has no null: an empty list meant "all topics".
         None => all_topics(cluster),
@@ -51,13 +52,15 @@ fn brokers(cluster: &Cluster) -> Vec<MetadataResponseBroker> {
 }
 
 fn all_topics(cluster: &Cluster) -> Vec<MetadataResponseTopic> {
-    cluster.topics().iter().map(|topic| describe(topic)).collect()
+    cluster.topics().iter().map(describe).collect()
 }
 
 fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResponseTopic {
     let found = match cluster.topic(name) {
         Some(topic) => Ok(topic),
-        None if may_create => cluster.topic_or_auto_create(name).map_err(|refusal| refusal.error),
+        None if may_create => cluster
+            .topic_or_auto_create(name)
+            .map_err(|refusal| refusal.error),
         None => Err(ResponseError::UnknownTopicOrPartition),
     };
     match found {

@@ -47,7 +47,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
 /// What the connection does after a handler ran.
 #[derive(Debug)]
 pub enum Outcome {
-    Respond(ResponseKind),
+    Respond(Box<ResponseKind>),
     /// No response at all (Produce with acks=0).
     Silent,
     /// Close the connection without answering (Produce with acks=0 that failed, as Kafka does).
@@ -58,8 +58,12 @@ pub async fn dispatch(node: &Node, request: Request) -> Outcome {
     let version = request.header.request_api_version;
     let api_key = request.api_key;
     let response = match request.body {
-        RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(version, body)),
-        RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::handle(node, version, body)),
+        RequestKind::ApiVersions(body) => {
+            ResponseKind::ApiVersions(api_versions::handle(version, body))
+        }
+        RequestKind::Metadata(body) => {
+            ResponseKind::Metadata(metadata::handle(node, version, body))
+        }
         RequestKind::Produce(body) => return produce::handle(node, version, body),
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(node, version, body).await),
         RequestKind::ListOffsets(body) => {
@@ -88,5 +92,5 @@ pub async fn dispatch(node: &Node, request: Request) -> Outcome {
             return Outcome::Close(format!("no handler for {api_key:?}"));
         }
     };
-    Outcome::Respond(response)
+    Outcome::Respond(Box::new(response))
 }

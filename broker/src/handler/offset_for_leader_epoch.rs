@@ -19,14 +19,20 @@ pub fn handle(node: &Node, request: OffsetForLeaderEpochRequest) -> OffsetForLea
                 .iter()
                 .map(|partition| {
                     let answer = EpochEndOffset::default().with_partition(partition.partition);
-                    let Some(found) = topic.as_ref().and_then(|t| t.partitions.get(partition.partition as usize)) else {
-                        return answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let Some(found) = topic
+                        .as_ref()
+                        .and_then(|t| t.partitions.get(partition.partition as usize))
+                    else {
+                        return answer
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let state = found.state();
-                    if let Err(error) = state.check_leader(node.id, partition.current_leader_epoch) {
+                    if let Err(error) = state.check_leader(node.id, partition.current_leader_epoch)
+                    {
                         return answer.with_error_code(error.code());
                     }
-                    let (epoch, end_offset) = state.log.end_offset_for_epoch(partition.leader_epoch);
+                    let (epoch, end_offset) =
+                        state.log.end_offset_for_epoch(partition.leader_epoch);
                     answer.with_leader_epoch(epoch).with_end_offset(end_offset)
                 })
                 .collect();

@@ -55,7 +55,14 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
                 },
             };
             any_error |= outcome.error.is_some();
-            partitions.push(partition_response(node, version, topic.as_ref().ok(), partition_data.index, outcome, &mut response));
+            partitions.push(partition_response(
+                node,
+                version,
+                topic.as_ref().ok(),
+                partition_data.index,
+                outcome,
+                &mut response,
+            ));
         }
         response.responses.push(
             TopicProduceResponse::default()
@@ -67,7 +74,7 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
     match (acks, any_error) {
         (0, false) => Outcome::Silent,
         (0, true) => Outcome::Close("an acks=0 produce failed".into()),
-        _ => Outcome::Respond(ResponseKind::Produce(response)),
+        _ => Outcome::Respond(Box::new(ResponseKind::Produce(response))),
     }
 }
 
@@ -77,10 +84,13 @@ fn resolve(
     topic_data: &kafka_protocol::messages::produce_request::TopicProduceData,
 ) -> Result<Arc<Topic>, Refusal> {
     if version >= TOPIC_IDS_FROM_VERSION {
-        return node.cluster.topic_by_id(topic_data.topic_id).ok_or(Refusal {
-            error: ResponseError::UnknownTopicId,
-            message: String::new(),
-        });
+        return node
+            .cluster
+            .topic_by_id(topic_data.topic_id)
+            .ok_or(Refusal {
+                error: ResponseError::UnknownTopicId,
+                message: String::new(),
+            });
     }
     node.cluster.topic_or_auto_create(&topic_data.name.0)
 }
@@ -110,8 +120,10 @@ fn partition_response(
         .with_base_offset(outcome.base_offset)
         .with_log_append_time_ms(outcome.log_append_time_ms)
         .with_log_start_offset(outcome.log_start_offset);
-    if outcome.error == Some(ResponseError::NotLeaderOrFollower) && version >= CURRENT_LEADER_FROM_VERSION {
-        if let Some(leader) = topic.and_then(|topic| topic.partitions.get(index as usize)) {
+    let moved = outcome.error == Some(ResponseError::NotLeaderOrFollower)
+        && version >= CURRENT_LEADER_FROM_VERSION;
+    if moved && let Some(leader) = topic.and_then(|topic| topic.partitions.get(index as usize)) {
+        {
             let state = leader.state();
             partition.current_leader = LeaderIdAndEpoch::default()
                 .with_leader_id(BrokerId(state.leader))
@@ -124,10 +136,19 @@ fn partition_response(
 
 /// KIP-951: the endpoints of leaders named in `current_leader`, once each.
 fn add_endpoint(node: &Node, leader: i32, response: &mut ProduceResponse) {
-    if response.node_endpoints.iter().any(|endpoint| endpoint.node_id.0 == leader) {
+    if response
+        .node_endpoints
+        .iter()
+        .any(|endpoint| endpoint.node_id.0 == leader)
+    {
         return;
     }
-    if let Some(info) = node.cluster.nodes().into_iter().find(|info| info.id == leader) {
+    if let Some(info) = node
+        .cluster
+        .nodes()
+        .into_iter()
+        .find(|info| info.id == leader)
+    {
         response.node_endpoints.push(
             NodeEndpoint::default()
                 .with_node_id(BrokerId(info.id))

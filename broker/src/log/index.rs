@@ -24,7 +24,11 @@ impl OffsetIndex {
     }
 
     pub fn append(&mut self, relative_offset: u32, position: u32) -> io::Result<()> {
-        debug_assert!(self.entries.last().is_none_or(|&(last, _)| last < relative_offset));
+        debug_assert!(
+            self.entries
+                .last()
+                .is_none_or(|&(last, _)| last < relative_offset)
+        );
         let mut entry = [0u8; Self::ENTRY_BYTES as usize];
         entry[..4].copy_from_slice(&relative_offset.to_be_bytes());
         entry[4..].copy_from_slice(&position.to_be_bytes());
@@ -127,7 +131,9 @@ mod tests {
         assert_eq!(index.scan_start(9), 4096);
         assert_eq!(index.scan_start(15), 4096);
         assert_eq!(index.scan_start(40), 8192);
-        let on_disk = disk.open(Path::new("/0.index"), OpenMode::Existing).unwrap();
+        let on_disk = disk
+            .open(Path::new("/0.index"), OpenMode::Existing)
+            .unwrap();
         assert_eq!(on_disk.len().unwrap(), 16);
     }
 

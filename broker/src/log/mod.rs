@@ -106,7 +106,10 @@ impl Log {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -196,7 +199,9 @@ impl Log {
         if self.latest_epoch() == Some(requested) {
             return (requested, self.log_end_offset());
         }
-        let higher = self.epochs.partition_point(|entry| entry.epoch <= requested);
+        let higher = self
+            .epochs
+            .partition_point(|entry| entry.epoch <= requested);
         let Some(next) = self.epochs.get(higher) else {
             return UNDEFINED;
         };

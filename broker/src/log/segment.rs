@@ -93,7 +93,10 @@ impl Segment {
     /// Appends one whole batch whose base offset is already this segment's next offset.
     pub fn append(&mut self, batch: &[u8], now_ms: i64) -> io::Result<()> {
         let header = BatchHeader::parse(batch).map_err(io::Error::other)?;
-        assert_eq!(header.base_offset, self.next_offset, "offsets only grow, without gaps");
+        assert_eq!(
+            header.base_offset, self.next_offset,
+            "offsets only grow, without gaps"
+        );
         assert_eq!(header.total_bytes(), batch.len());
         let position = self.size;
         self.file.write_at(position, batch)?;
@@ -108,7 +111,8 @@ impl Segment {
             let relative = self.relative(header.last_offset());
             self.offset_index.append(relative, position as u32)?;
             let relative_max = self.relative(self.offset_of_max_timestamp);
-            self.time_index.maybe_append(self.max_timestamp, relative_max)?;
+            self.time_index
+                .maybe_append(self.max_timestamp, relative_max)?;
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch.len() as u64;
@@ -180,7 +184,8 @@ impl Segment {
             let batch_bytes = header.total_bytes() as u64;
             let taken = (end - start.position) as usize;
             let fits = taken + batch_bytes as usize <= bytes_max;
-            if !fits && !(first_batch_always && taken == 0) {
+            let oversized_first = first_batch_always && taken == 0;
+            if !(fits || oversized_first) {
                 break;
             }
             end += batch_bytes;

@@ -32,7 +32,12 @@ fn config(segment_bytes: u64) -> LogConfig {
 }
 
 fn new_log(segment_bytes: u64) -> Log {
-    Log::create(Arc::new(MemDisk::new()), Path::new("/t-0"), config(segment_bytes)).unwrap()
+    Log::create(
+        Arc::new(MemDisk::new()),
+        Path::new("/t-0"),
+        config(segment_bytes),
+    )
+    .unwrap()
 }
 
 fn offsets_in(bytes: &[u8]) -> Vec<(i64, i64)> {
@@ -51,8 +56,20 @@ fn appends_assign_consecutive_offsets_and_keep_batches_valid() {
     let mut log = new_log(1 << 20);
     let first = log.append(&batch(3, 10, 20), 0, None, 0).unwrap();
     let second = log.append(&batch(2, 20, 20), 0, None, 0).unwrap();
-    assert_eq!(first, Appended { base_offset: 0, last_offset: 2 });
-    assert_eq!(second, Appended { base_offset: 3, last_offset: 4 });
+    assert_eq!(
+        first,
+        Appended {
+            base_offset: 0,
+            last_offset: 2
+        }
+    );
+    assert_eq!(
+        second,
+        Appended {
+            base_offset: 3,
+            last_offset: 4
+        }
+    );
     assert_eq!(log.log_end_offset(), 5);
     let read = log.read(0, 1 << 20, true).unwrap();
     assert_eq!(offsets_in(&read), vec![(0, 2), (3, 4)]);
@@ -76,7 +93,10 @@ fn reads_stop_at_bytes_max_but_always_return_a_first_batch_when_asked() {
     log.append(&big, 0, None, 0).unwrap();
     assert_eq!(offsets_in(&log.read(0, 10, true).unwrap()), vec![(0, 0)]);
     assert!(log.read(0, 10, false).unwrap().is_empty());
-    assert_eq!(offsets_in(&log.read(0, 2 * big.len(), false).unwrap()).len(), 2);
+    assert_eq!(
+        offsets_in(&log.read(0, 2 * big.len(), false).unwrap()).len(),
+        2
+    );
 }
 
 #[test]
@@ -84,8 +104,14 @@ fn reading_at_the_end_is_empty_and_past_it_is_out_of_range() {
     let mut log = new_log(1 << 20);
     log.append(&batch(2, 1, 10), 0, None, 0).unwrap();
     assert!(log.read(2, 1 << 20, true).unwrap().is_empty());
-    assert!(matches!(log.read(3, 1 << 20, true), Err(ReadError::OffsetOutOfRange { .. })));
-    assert!(matches!(log.read(-1, 1 << 20, true), Err(ReadError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(3, 1 << 20, true),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 1 << 20, true),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -94,7 +120,11 @@ fn a_full_segment_rolls_and_reads_continue_across_segments() {
     for _ in 0..10 {
         log.append(&batch(1, 1, 300), 0, None, 0).unwrap();
     }
-    assert_eq!(log.segment_count(), 5, "two 361-byte batches fit in 1000 bytes");
+    assert_eq!(
+        log.segment_count(),
+        5,
+        "two 361-byte batches fit in 1000 bytes"
+    );
     let mut offset = 0;
     while offset < log.log_end_offset() {
         let read = log.read(offset, 1 << 20, true).unwrap();
@@ -105,13 +135,19 @@ fn a_full_segment_rolls_and_reads_continue_across_segments() {
     assert_eq!(offset, 10);
     let names = log.disk.list(Path::new("/t-0")).unwrap();
     assert!(names.contains(&"00000000000000000000.log".to_owned()));
-    assert!(names.contains(&"00000000000000000002.timeindex".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"00000000000000000002.timeindex".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[test]
 fn an_old_segment_rolls_by_time() {
     let mut log = new_log(1 << 20);
-    log.set_config(LogConfig { segment_ms: 100, ..config(1 << 20) });
+    log.set_config(LogConfig {
+        segment_ms: 100,
+        ..config(1 << 20)
+    });
     log.append(&batch(1, 1, 10), 0, None, 1_000).unwrap();
     log.append(&batch(1, 1, 10), 0, None, 1_050).unwrap();
     assert_eq!(log.segment_count(), 1);
