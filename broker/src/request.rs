@@ -127,15 +127,31 @@ pub fn encode_response(
         reason,
     };
     let start = output.len();
+    let encoded = encode_framed(output, api_key, version, correlation_id, body);
+    if encoded.is_err() {
+        // Never let a half-written frame reach the wire ahead of the close.
+        output.truncate(start);
+    }
+    encoded.map_err(failed)
+}
+
+fn encode_framed(
+    output: &mut BytesMut,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<(), String> {
+    let start = output.len();
     output.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(output, api_key.response_header_version(version))
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| error.to_string())?;
     body.encode(output, version)
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| error.to_string())?;
     let size = i32::try_from(output.len() - start - 4)
-        .map_err(|_| failed("response larger than 2 GiB".into()))?;
+        .map_err(|_| "response larger than 2 GiB".to_owned())?;
     output[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
 }

@@ -21,7 +21,10 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
-    #[allow(clippy::disallowed_methods, reason = "the real clock is where time enters")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the real clock is where time enters"
+    )]
     pub fn new() -> SystemClock {
         SystemClock {
             origin: tokio::time::Instant::now(),
@@ -36,12 +39,18 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods, reason = "the real clock is where time enters")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the real clock is where time enters"
+    )]
     fn now(&self) -> Duration {
         tokio::time::Instant::now().duration_since(self.origin)
     }
 
-    #[allow(clippy::disallowed_methods, reason = "the real clock is where time enters")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the real clock is where time enters"
+    )]
     fn wall_ms(&self) -> i64 {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -43,7 +43,10 @@ pub trait DiskFile: Send + Sync {
         } else {
             Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("wanted {} bytes at offset {offset}, file has {read}", buf.len()),
+                format!(
+                    "wanted {} bytes at offset {offset}, file has {read}",
+                    buf.len()
+                ),
             ))
         }
     }
@@ -186,7 +189,8 @@ struct ChunkedBytes {
 struct MemHandle(Arc<MemFile>);
 
 fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -194,13 +198,18 @@ fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} does not exist", path.display()),
+    )
 }
 
 impl MemDisk {
     pub fn new() -> MemDisk {
         let disk = MemDisk::default();
-        write_lock(&disk.tree).directories.insert(PathBuf::from("/"));
+        write_lock(&disk.tree)
+            .directories
+            .insert(PathBuf::from("/"));
         disk
     }
 }
@@ -264,7 +273,10 @@ impl Disk for MemDisk {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut tree = write_lock(&self.tree);
-        tree.files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        tree.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -273,7 +285,8 @@ impl Disk for MemDisk {
             return Err(not_found(path));
         }
         tree.files.retain(|file, _| !file.starts_with(path));
-        tree.directories.retain(|directory| !directory.starts_with(path));
+        tree.directories
+            .retain(|directory| !directory.starts_with(path));
         Ok(())
     }
 
@@ -428,11 +441,17 @@ mod tests {
         let renamed = dir.join("00000000000000000000.log.swap");
         disk.rename(&path, &renamed).unwrap();
         assert!(!disk.exists(&path));
-        assert_eq!(disk.list(&dir).unwrap(), vec!["00000000000000000000.log.swap"]);
+        assert_eq!(
+            disk.list(&dir).unwrap(),
+            vec!["00000000000000000000.log.swap"]
+        );
         assert_eq!(file.len().unwrap(), 10, "an open handle survives a rename");
         disk.sync_dir(&dir).unwrap();
 
-        assert!(disk.open(&root.join("missing/file"), OpenMode::CreateOrOpen).is_err());
+        assert!(
+            disk.open(&root.join("missing/file"), OpenMode::CreateOrOpen)
+                .is_err()
+        );
         assert!(disk.open(&path, OpenMode::Existing).is_err());
         disk.remove_file(&renamed).unwrap();
         assert!(disk.list(&dir).unwrap().is_empty());

@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use clock::{Clock, SystemClock};
 pub use disk::{Disk, DiskFile, MemDisk, OpenMode, StdDisk};
 pub use entropy::{Entropy, SeededEntropy};
-pub use transport::{ByteStream, BoxStream, Listener, TokioTransport, Transport};
+pub use transport::{BoxStream, ByteStream, Listener, TokioTransport, Transport};
 
 /// A boxed, sendable future: the seams are object-safe so one `Env` can hold any implementation.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -75,7 +75,10 @@ mod tests {
     #[tokio::test]
     async fn a_connected_stream_carries_bytes_both_ways() {
         let transport = TokioTransport;
-        let mut listener = transport.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut listener = transport
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();

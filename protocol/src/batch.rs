@@ -316,7 +316,10 @@ mod tests {
         let mut batch = batch_with(b"opaque", 1, 0);
         let last = batch.len() - 1;
         batch[last] ^= 0x01;
-        assert!(matches!(validate(&batch), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -347,7 +350,10 @@ mod tests {
         set.extend_from_slice(&second);
         let ranges = split(&set).unwrap();
         assert_eq!(ranges, vec![0..first.len(), first.len()..set.len()]);
-        assert!(matches!(split(&set[..set.len() - 1]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(
+            split(&set[..set.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
     }
 
     #[test]

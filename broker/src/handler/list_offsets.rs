@@ -18,6 +18,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const CURRENT_LEADER_EPOCH_FROM_VERSION: i16 = 4;
+const LEADER_EPOCH_FROM_VERSION: i16 = 4;
 
 /// An answer: (timestamp, offset, leader epoch); all -1 when nothing matches.
 type Found = (i64, i64, i32);
@@ -40,7 +41,7 @@ pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOff
                         None => Err(ResponseError::UnknownTopicOrPartition),
                         Some(found) => lookup(node.id, version, partition, &found.state()),
                     };
-                    respond(partition.partition_index, answer)
+                    respond(version, partition.partition_index, answer)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
@@ -52,15 +53,18 @@ pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOff
 }
 
 fn respond(
+    version: i16,
     partition_index: i32,
     answer: Result<Found, ResponseError>,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default().with_partition_index(partition_index);
+    // v4 added the leader epoch; the encoder refuses a non-default value before that.
+    let epoch_known = version >= LEADER_EPOCH_FROM_VERSION;
     match answer {
         Ok((timestamp, offset, leader_epoch)) => response
             .with_timestamp(timestamp)
             .with_offset(offset)
-            .with_leader_epoch(leader_epoch),
+            .with_leader_epoch(if epoch_known { leader_epoch } else { -1 }),
         Err(error) => response.with_error_code(error.code()),
     }
 }
