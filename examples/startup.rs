@@ -42,7 +42,9 @@ struct Sample {
 #[tokio::main]
 async fn main() -> Result<()> {
     let runs = match std::env::args().nth(1) {
-        Some(text) => text.parse::<usize>().context("RUNS must be a positive number")?,
+        Some(text) => text
+            .parse::<usize>()
+            .context("RUNS must be a positive number")?,
         None => RUNS_DEFAULT,
     }
     .max(1);
@@ -56,7 +58,10 @@ async fn main() -> Result<()> {
 }
 
 // A benchmark measures real elapsed time, so it reads the real clock directly.
-#[allow(clippy::disallowed_methods, reason = "a benchmark measures real elapsed time")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark measures real elapsed time"
+)]
 async fn start_once() -> Result<Sample> {
     let started = Instant::now();
     let handle = tidepool::Broker::builder().memory().start().await?;
@@ -72,7 +77,11 @@ async fn start_once() -> Result<Sample> {
     let stopping = Instant::now();
     handle.shutdown().await;
     let shutdown = stopping.elapsed();
-    Ok(Sample { start, ready, shutdown })
+    Ok(Sample {
+        start,
+        ready,
+        shutdown,
+    })
 }
 
 /// Sends ApiVersions v0 to the first address of `bootstrap` and returns the response's error code.
@@ -103,9 +112,16 @@ fn report(samples: &[Sample]) {
     let ready = sorted(samples.iter().map(|s| s.ready));
     let shutdown = sorted(samples.iter().map(|s| s.shutdown));
 
-    println!("embedded start-to-ready over {} runs (nearest-rank percentiles)", samples.len());
+    println!(
+        "embedded start-to-ready over {} runs (nearest-rank percentiles)",
+        samples.len()
+    );
     println!("  first run ready  {:>9.1} us", micros(first_ready));
-    for (label, values) in [("start()", &start), ("ready", &ready), ("shutdown", &shutdown)] {
+    for (label, values) in [
+        ("start()", &start),
+        ("ready", &ready),
+        ("shutdown", &shutdown),
+    ] {
         println!(
             "  {label:<16} median {:>9.1} us   p99 {:>9.1} us   max {:>9.1} us",
             micros(percentile(values, 50.0)),
