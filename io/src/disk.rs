@@ -41,15 +41,25 @@ pub trait DiskFile: Send + Sync {
         if read == buf.len() {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "wanted {} bytes at offset {offset}, file has {read}",
-                    buf.len()
-                ),
-            ))
+            Err(short_read(offset, buf.len(), read))
         }
     }
+
+    /// Reads exactly `length` bytes at `offset` into a new vector. Implementations that can
+    /// copy straight into an uninitialised vector override it: on the fetch path, zero-filling
+    /// the buffer first costs as much as the copy.
+    fn read_vec(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; length];
+        self.read_exact_at(offset, &mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+fn short_read(offset: u64, wanted: usize, read: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("wanted {wanted} bytes at offset {offset}, file has {read}"),
+    )
 }
 
 /// The only way code that may run in the simulation touches files.
@@ -170,19 +180,27 @@ struct MemTree {
     files: BTreeMap<PathBuf, Arc<MemFile>>,
 }
 
-/// Bytes in fixed-size chunks, so a growing segment never copies what it already holds.
+/// Bytes in chunks that double from 4 KiB up to 1 MiB, then stay at 1 MiB: a small file (an
+/// index, a quiet partition) stays small, a large one grows without copying what it holds.
+/// Chunks are filled by appending, so appended bytes are written once, never zero-filled first.
 #[derive(Debug, Default)]
 struct MemFile {
     data: RwLock<ChunkedBytes>,
 }
 
-const CHUNK_BYTES: usize = 64 * 1024;
-
+/// **Invariant:** every chunk but the last is full, and the chunks hold exactly `len` bytes.
 #[derive(Debug, Default)]
 struct ChunkedBytes {
-    chunks: Vec<Box<[u8]>>,
+    chunks: Vec<Vec<u8>>,
     len: u64,
 }
+
+const FIRST_CHUNK_BYTES: u64 = 4096;
+/// Chunks 0..DOUBLING_CHUNKS double in size (4 KiB … 512 KiB); later ones are all LARGE.
+const DOUBLING_CHUNKS: usize = 8;
+const LARGE_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes held by the doubling chunks together.
+const DOUBLING_BYTES: u64 = FIRST_CHUNK_BYTES * ((1 << DOUBLING_CHUNKS) - 1);
 
 /// The handle returned by [`MemDisk::open`].
 #[derive(Debug)]
@@ -323,58 +341,122 @@ impl Disk for MemDisk {
 }
 
 impl ChunkedBytes {
-    fn ensure_capacity(&mut self, end: u64) {
-        let chunks_needed = end.div_ceil(CHUNK_BYTES as u64) as usize;
-        while self.chunks.len() < chunks_needed {
-            self.chunks.push(vec![0u8; CHUNK_BYTES].into_boxed_slice());
+    fn chunk_capacity(index: usize) -> usize {
+        if index < DOUBLING_CHUNKS {
+            (FIRST_CHUNK_BYTES << index) as usize
+        } else {
+            LARGE_CHUNK_BYTES as usize
+        }
+    }
+
+    /// The chunk holding byte `position`, and where in it.
+    fn locate(position: u64) -> (usize, usize) {
+        if position < DOUBLING_BYTES {
+            let index = (position / FIRST_CHUNK_BYTES + 1).ilog2() as usize;
+            let start = FIRST_CHUNK_BYTES * ((1 << index) - 1);
+            (index, (position - start) as usize)
+        } else {
+            let beyond = position - DOUBLING_BYTES;
+            let index = DOUBLING_CHUNKS + (beyond / LARGE_CHUNK_BYTES) as usize;
+            (index, (beyond % LARGE_CHUNK_BYTES) as usize)
+        }
+    }
+
+    /// Calls `visit` with the stored slices covering `offset..offset + length`, in order.
+    fn for_each_slice(&self, offset: u64, length: usize, mut visit: impl FnMut(&[u8])) {
+        let mut position = offset;
+        let end = offset + length as u64;
+        while position < end {
+            let (index, within) = ChunkedBytes::locate(position);
+            let chunk = &self.chunks[index];
+            let take = (chunk.len() - within).min((end - position) as usize);
+            visit(&chunk[within..within + take]);
+            position += take as u64;
+        }
+    }
+
+    fn readable(&self, offset: u64, wanted: usize) -> usize {
+        if offset >= self.len {
+            0
+        } else {
+            wanted.min((self.len - offset) as usize)
         }
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> usize {
-        if offset >= self.len {
-            return 0;
-        }
-        let wanted = buf.len().min((self.len - offset) as usize);
+        let length = self.readable(offset, buf.len());
         let mut copied = 0;
-        while copied < wanted {
-            let position = offset as usize + copied;
-            let chunk = &self.chunks[position / CHUNK_BYTES];
-            let within = position % CHUNK_BYTES;
-            let take = (CHUNK_BYTES - within).min(wanted - copied);
-            buf[copied..copied + take].copy_from_slice(&chunk[within..within + take]);
-            copied += take;
+        self.for_each_slice(offset, length, |slice| {
+            buf[copied..copied + slice.len()].copy_from_slice(slice);
+            copied += slice.len();
+        });
+        length
+    }
+
+    fn read_vec(&self, offset: u64, wanted: usize) -> Vec<u8> {
+        let length = self.readable(offset, wanted);
+        let mut bytes = Vec::with_capacity(length);
+        self.for_each_slice(offset, length, |slice| bytes.extend_from_slice(slice));
+        bytes
+    }
+
+    /// Appends `data`, or `zeros` zero bytes when `data` is empty.
+    fn append(&mut self, data: &[u8], zeros: usize) {
+        let total = if data.is_empty() { zeros } else { data.len() };
+        let mut done = 0;
+        while done < total {
+            let index = self.chunks.len();
+            let room = self
+                .chunks
+                .last()
+                .map_or(0, |last| last.capacity() - last.len());
+            if room == 0 {
+                self.chunks
+                    .push(Vec::with_capacity(ChunkedBytes::chunk_capacity(index)));
+                continue;
+            }
+            let take = room.min(total - done);
+            let last = self.chunks.last_mut().expect("a chunk with room");
+            if data.is_empty() {
+                last.resize(last.len() + take, 0);
+            } else {
+                last.extend_from_slice(&data[done..done + take]);
+            }
+            done += take;
         }
-        copied
+        self.len += total as u64;
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let end = offset + data.len() as u64;
-        self.ensure_capacity(end);
+        if offset > self.len {
+            self.append(&[], (offset - self.len) as usize);
+        }
+        // Overwrite what exists, then append the rest.
+        let overlap = self.readable(offset, data.len());
         let mut written = 0;
-        while written < data.len() {
-            let position = offset as usize + written;
-            let chunk = &mut self.chunks[position / CHUNK_BYTES];
-            let within = position % CHUNK_BYTES;
-            let take = (CHUNK_BYTES - within).min(data.len() - written);
+        while written < overlap {
+            let (index, within) = ChunkedBytes::locate(offset + written as u64);
+            let chunk = &mut self.chunks[index];
+            let take = (chunk.len() - within).min(overlap - written);
             chunk[within..within + take].copy_from_slice(&data[written..written + take]);
             written += take;
         }
-        self.len = self.len.max(end);
+        if overlap < data.len() {
+            self.append(&data[overlap..], 0);
+        }
     }
 
     fn truncate_or_extend(&mut self, len: u64) {
-        if len < self.len {
-            // Zero the cut-off tail of the last kept chunk: a later extension must read zeros.
-            let keep_chunks = len.div_ceil(CHUNK_BYTES as u64) as usize;
-            self.chunks.truncate(keep_chunks);
-            if let Some(last) = self.chunks.last_mut() {
-                let within = (len % CHUNK_BYTES as u64) as usize;
-                if within != 0 {
-                    last[within..].fill(0);
-                }
-            }
+        if len >= self.len {
+            self.append(&[], (len - self.len) as usize);
+            return;
+        }
+        let (index, within) = ChunkedBytes::locate(len);
+        if within == 0 {
+            self.chunks.truncate(index);
         } else {
-            self.ensure_capacity(len);
+            self.chunks.truncate(index + 1);
+            self.chunks[index].truncate(within);
         }
         self.len = len;
     }
@@ -383,6 +465,15 @@ impl ChunkedBytes {
 impl DiskFile for MemHandle {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         Ok(read_lock(&self.0.data).read(offset, buf))
+    }
+
+    fn read_vec(&self, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let bytes = read_lock(&self.0.data).read_vec(offset, length);
+        if bytes.len() == length {
+            Ok(bytes)
+        } else {
+            Err(short_read(offset, length, bytes.len()))
+        }
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -469,5 +560,86 @@ mod tests {
         let root = std::env::temp_dir().join(format!("tidepool-io-test-{}", std::process::id()));
         exercise(&StdDisk, &root);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Operation {
+            Write {
+                offset: u64,
+                length: usize,
+                fill: u8,
+            },
+            SetLen(u64),
+            Read {
+                offset: u64,
+                length: usize,
+            },
+        }
+
+        /// Offsets and lengths that cross the 4 KiB … 1 MiB chunk boundaries.
+        fn operation() -> impl Strategy<Value = Operation> {
+            let offset = prop_oneof![
+                0..10_000u64,
+                1_040_000..1_050_000u64,
+                2_090_000..2_100_000u64
+            ];
+            prop_oneof![
+                (offset.clone(), 0..70_000usize, any::<u8>()).prop_map(|(offset, length, fill)| {
+                    Operation::Write {
+                        offset,
+                        length,
+                        fill,
+                    }
+                }),
+                offset.clone().prop_map(Operation::SetLen),
+                (offset, 0..70_000usize)
+                    .prop_map(|(offset, length)| Operation::Read { offset, length }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn memory_files_read_back_what_a_plain_vector_would(operations in proptest::collection::vec(operation(), 1..24)) {
+                let disk = MemDisk::new();
+                let file = disk.open(Path::new("/f"), OpenMode::CreateNew).unwrap();
+                let mut expected: Vec<u8> = Vec::new();
+                for operation in operations {
+                    match operation {
+                        Operation::Write { offset, length, fill } => {
+                            let data = vec![fill; length];
+                            file.write_at(offset, &data).unwrap();
+                            let end = offset as usize + length;
+                            if expected.len() < end {
+                                expected.resize(end, 0);
+                            }
+                            expected[offset as usize..end].copy_from_slice(&data);
+                        }
+                        Operation::SetLen(len) => {
+                            file.set_len(len).unwrap();
+                            expected.resize(len as usize, 0);
+                        }
+                        Operation::Read { offset, length } => {
+                            let available = expected.len().saturating_sub(offset as usize).min(length);
+                            let mut buf = vec![0xee; length];
+                            prop_assert_eq!(file.read_at(offset, &mut buf).unwrap(), available);
+                            let start = (offset as usize).min(expected.len());
+                            prop_assert_eq!(&buf[..available], &expected[start..start + available]);
+                            if available == length {
+                                prop_assert_eq!(file.read_vec(offset, length).unwrap(), buf);
+                            } else {
+                                prop_assert!(file.read_vec(offset, length).is_err());
+                            }
+                        }
+                    }
+                    prop_assert_eq!(file.len().unwrap(), expected.len() as u64);
+                }
+            }
+        }
     }
 }

@@ -264,11 +264,21 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 /// Marks the batch LogAppendTime with `timestamp_ms` as its max timestamp and recomputes the
 /// CRC, as Kafka does for topics with `message.timestamp.type=LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
-    let attributes = i16_at(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let (header, records) = batch.split_at_mut(HEADER_BYTES);
+    stamp_log_append_time(header, records, timestamp_ms);
+}
+
+/// [`set_log_append_time`] for a batch held as its 61-byte header and, elsewhere, its records:
+/// the broker rewrites a copy of the header and stores the records straight from the request.
+pub fn stamp_log_append_time(header: &mut [u8], records: &[u8], timestamp_ms: i64) {
+    let attributes = i16_at(header, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
+    header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&timestamp_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&header[ATTRIBUTES_AT..HEADER_BYTES]),
+        records,
+    );
+    header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tidepool_io::Disk;
-use tidepool_protocol::batch::{self, BatchHeader};
+use tidepool_protocol::batch::{self, BatchHeader, HEADER_BYTES};
 
 use segment::{BatchLocation, Segment};
 
@@ -128,20 +128,24 @@ impl Log {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> io::Result<Appended> {
-        let mut owned = batch.to_vec();
+        // Only the header changes, so only the header is copied: the records go to the
+        // segment straight from the request.
+        let (received_header, records) = batch.split_at(HEADER_BYTES);
+        let mut header = [0u8; HEADER_BYTES];
+        header.copy_from_slice(received_header);
         let base_offset = self.log_end_offset();
-        batch::set_base_offset(&mut owned, base_offset);
-        batch::set_partition_leader_epoch(&mut owned, leader_epoch);
+        batch::set_base_offset(&mut header, base_offset);
+        batch::set_partition_leader_epoch(&mut header, leader_epoch);
         if let Some(timestamp) = log_append_time {
-            batch::set_log_append_time(&mut owned, timestamp);
+            batch::stamp_log_append_time(&mut header, records, timestamp);
         }
-        let header = BatchHeader::parse(&owned).map_err(io::Error::other)?;
-        self.maybe_roll(owned.len() as u64, now_ms)?;
+        let parsed = BatchHeader::parse(&header).map_err(io::Error::other)?;
+        self.maybe_roll(batch.len() as u64, now_ms)?;
         self.assign_epoch(leader_epoch, base_offset);
-        self.active_mut().append(&owned, now_ms)?;
+        self.active_mut().append(&header, records, now_ms)?;
         Ok(Appended {
             base_offset,
-            last_offset: header.last_offset(),
+            last_offset: parsed.last_offset(),
         })
     }
 

@@ -90,32 +90,36 @@ impl Segment {
         self.first_append_ms
     }
 
-    /// Appends one whole batch whose base offset is already this segment's next offset.
-    pub fn append(&mut self, batch: &[u8], now_ms: i64) -> io::Result<()> {
-        let header = BatchHeader::parse(batch).map_err(io::Error::other)?;
+    /// Appends one whole batch, given as its header (base offset already this segment's next
+    /// offset) and its records.
+    pub fn append(&mut self, header: &[u8], records: &[u8], now_ms: i64) -> io::Result<()> {
+        let parsed = BatchHeader::parse(header).map_err(io::Error::other)?;
+        let batch_bytes = header.len() + records.len();
         assert_eq!(
-            header.base_offset, self.next_offset,
+            parsed.base_offset, self.next_offset,
             "offsets only grow, without gaps"
         );
-        assert_eq!(header.total_bytes(), batch.len());
+        assert_eq!(parsed.total_bytes(), batch_bytes);
         let position = self.size;
-        self.file.write_at(position, batch)?;
-        self.size += batch.len() as u64;
-        self.next_offset = header.last_offset() + 1;
+        self.file.write_at(position, header)?;
+        self.file
+            .write_at(position + header.len() as u64, records)?;
+        self.size += batch_bytes as u64;
+        self.next_offset = parsed.last_offset() + 1;
         self.first_append_ms.get_or_insert(now_ms);
-        if header.max_timestamp > self.max_timestamp {
-            self.max_timestamp = header.max_timestamp;
-            self.offset_of_max_timestamp = header.last_offset();
+        if parsed.max_timestamp > self.max_timestamp {
+            self.max_timestamp = parsed.max_timestamp;
+            self.offset_of_max_timestamp = parsed.last_offset();
         }
         if self.bytes_since_index_entry >= self.index_interval_bytes {
-            let relative = self.relative(header.last_offset());
+            let relative = self.relative(parsed.last_offset());
             self.offset_index.append(relative, position as u32)?;
             let relative_max = self.relative(self.offset_of_max_timestamp);
             self.time_index
                 .maybe_append(self.max_timestamp, relative_max)?;
             self.bytes_since_index_entry = 0;
         }
-        self.bytes_since_index_entry += batch.len() as u64;
+        self.bytes_since_index_entry += batch_bytes as u64;
         Ok(())
     }
 
@@ -194,16 +198,14 @@ impl Segment {
             }
             header = self.header_at(end)?;
         }
-        let mut bytes = vec![0u8; (end - start.position) as usize];
-        self.file.read_exact_at(start.position, &mut bytes)?;
-        Ok(bytes)
+        self.file
+            .read_vec(start.position, (end - start.position) as usize)
     }
 
     /// The whole batch at `location`.
     pub fn read_batch(&self, location: BatchLocation) -> io::Result<Vec<u8>> {
-        let mut bytes = vec![0u8; location.header.total_bytes()];
-        self.file.read_exact_at(location.position, &mut bytes)?;
-        Ok(bytes)
+        self.file
+            .read_vec(location.position, location.header.total_bytes())
     }
 
     pub fn sync(&self) -> io::Result<()> {
