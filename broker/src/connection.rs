@@ -21,6 +21,28 @@ use crate::server::Node;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Responses are flushed once this much is buffered, even if more requests are waiting.
 const WRITE_FLUSH_BYTES: usize = 1024 * 1024;
+/// A buffer that grew past this for one large response is released rather than kept, so an
+/// idle connection holds at most this much per buffer.
+const RETAINED_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A connection's buffers, reused across requests: memory touched for the first time costs a
+/// page fault per 4 KiB, which on the fetch path cost more than copying the records.
+struct Buffers {
+    input: BytesMut,
+    output: BytesMut,
+    /// Fetched records are read into this and split off as `Bytes` for the response.
+    scratch: BytesMut,
+}
+
+impl Buffers {
+    fn release_oversized(&mut self) {
+        for buffer in [&mut self.output, &mut self.scratch] {
+            if buffer.is_empty() && buffer.capacity() > RETAINED_BUFFER_BYTES_MAX {
+                *buffer = BytesMut::new();
+            }
+        }
+    }
+}
 
 /// Why a connection ended, for the log.
 #[derive(Debug)]
@@ -37,19 +59,24 @@ pub async fn serve(
     node: Arc<Node>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut output = BytesMut::new();
+    let mut buffers = Buffers {
+        input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        output: BytesMut::new(),
+        scratch: BytesMut::new(),
+    };
     let closed = loop {
-        if let Err(closed) = handle_buffered(&mut input, &mut output, &mut stream, &node).await {
+        if let Err(closed) = handle_buffered(&mut buffers, &mut stream, &node).await {
             break closed;
         }
+        buffers.release_oversized();
+        let input = &mut buffers.input;
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 4 {
             input.reserve(READ_CHUNK_BYTES);
         }
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Closed::Shutdown,
-            read = stream.read_buf(&mut input) => match read {
+            read = stream.read_buf(input) => match read {
                 Ok(0) => break Closed::Peer,
                 Ok(_) => {}
                 Err(error) => break Closed::Io(error),
@@ -68,21 +95,21 @@ pub async fn serve(
     let _ = stream.shutdown().await;
 }
 
-/// Handles every whole frame in `input`, then writes the responses.
+/// Handles every whole frame in the input buffer, then writes the responses.
 async fn handle_buffered(
-    input: &mut BytesMut,
-    output: &mut BytesMut,
+    buffers: &mut Buffers,
     stream: &mut BoxStream,
     node: &Node,
 ) -> Result<(), Closed> {
     let outcome = loop {
-        match next_frame(input, node.cluster.config.request_bytes_max) {
+        match next_frame(&mut buffers.input, node.cluster.config.request_bytes_max) {
             Ok(Some(frame)) => {
-                if let Err(reason) = handle_frame(frame, output, node).await {
+                let handled = handle_frame(frame, buffers, node).await;
+                if let Err(reason) = handled {
                     break Err(Closed::Refused(reason));
                 }
-                if output.len() >= WRITE_FLUSH_BYTES {
-                    write_out(stream, output).await?;
+                if buffers.output.len() >= WRITE_FLUSH_BYTES {
+                    write_out(stream, &mut buffers.output).await?;
                 }
             }
             Ok(None) => break Ok(()),
@@ -90,7 +117,7 @@ async fn handle_buffered(
         }
     };
     // Answers to the requests before a bad one still go out, as they would from Kafka.
-    write_out(stream, output).await?;
+    write_out(stream, &mut buffers.output).await?;
     outcome
 }
 
@@ -134,9 +161,10 @@ fn next_frame(
 
 async fn handle_frame(
     frame: bytes::Bytes,
-    output: &mut BytesMut,
+    buffers: &mut Buffers,
     node: &Node,
 ) -> Result<(), String> {
+    let output = &mut buffers.output;
     match request::parse(frame).map_err(|error| error.to_string())? {
         Parsed::UnknownApiVersionsVersion { correlation_id } => {
             let body = handler::api_versions::unsupported_version_response();
@@ -153,7 +181,7 @@ async fn handle_frame(
             let api_key = request.api_key;
             let version = request.header.request_api_version;
             let correlation_id = request.header.correlation_id;
-            match handler::dispatch(node, *request).await {
+            match handler::dispatch(node, *request, &mut buffers.scratch).await {
                 Outcome::Respond(body) => {
                     request::encode_response(output, api_key, version, correlation_id, &body)
                         .map_err(|error| error.to_string())

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
@@ -43,7 +43,12 @@ struct Pass {
     errors: bool,
 }
 
-pub async fn handle(node: &Node, version: i16, request: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    node: &Node,
+    version: i16,
+    request: FetchRequest,
+    scratch: &mut BytesMut,
+) -> FetchResponse {
     if let Some(error) = session_error(&request) {
         return FetchResponse::default()
             .with_error_code(error.code())
@@ -65,7 +70,7 @@ pub async fn handle(node: &Node, version: i16, request: FetchRequest) -> FetchRe
     }
     let mut parked = None;
     loop {
-        let pass = read_all(node, version, &request, &plans);
+        let pass = read_all(node, version, &request, &plans, scratch);
         let now = clock.now();
         if pass.bytes >= min_bytes || pass.errors || now >= deadline {
             return response(pass);
@@ -139,7 +144,13 @@ fn partitions_of(plans: &[TopicPlan]) -> impl Iterator<Item = &Arc<Partition>> {
 }
 
 /// Reads every requested partition, sharing the response's byte budget in request order.
-fn read_all(node: &Node, version: i16, request: &FetchRequest, plans: &[TopicPlan]) -> Pass {
+fn read_all(
+    node: &Node,
+    version: i16,
+    request: &FetchRequest,
+    plans: &[TopicPlan],
+    scratch: &mut BytesMut,
+) -> Pass {
     let response_bytes_max = usize::try_from(request.max_bytes)
         .unwrap_or(0)
         .min(node.cluster.config.fetch_bytes_max);
@@ -161,7 +172,15 @@ fn read_all(node: &Node, version: i16, request: &FetchRequest, plans: &[TopicPla
                     None => error_data(wanted.partition, ResponseError::UnknownTopicOrPartition),
                     Some(partition) => {
                         let state = partition.state();
-                        read_partition(node.id, version, request, wanted, &state, &mut budget)
+                        read_partition(
+                            node.id,
+                            version,
+                            request,
+                            wanted,
+                            &state,
+                            &mut budget,
+                            scratch,
+                        )
                     }
                 },
             };
@@ -194,6 +213,7 @@ fn read_partition(
     wanted: &FetchPartition,
     state: &PartitionState,
     budget: &mut Budget,
+    scratch: &mut BytesMut,
 ) -> PartitionData {
     let current_leader_epoch = if version >= CURRENT_LEADER_EPOCH_FROM_VERSION {
         wanted.current_leader_epoch
@@ -228,11 +248,11 @@ fn read_partition(
     }
     let partition_bytes_max = usize::try_from(wanted.partition_max_bytes).unwrap_or(0);
     let limit = partition_bytes_max.min(budget.remaining);
-    match log.read(wanted.fetch_offset, limit, budget.first_with_data) {
+    match log.read(wanted.fetch_offset, limit, budget.first_with_data, scratch) {
         Ok(bytes) => {
             budget.remaining = budget.remaining.saturating_sub(bytes.len());
             budget.first_with_data &= bytes.is_empty();
-            data.records = Some(Bytes::from(bytes));
+            data.records = Some(bytes);
             data
         }
         Err(ReadError::OffsetOutOfRange { .. }) => data

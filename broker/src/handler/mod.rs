@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::request::Request;
@@ -54,7 +55,8 @@ pub enum Outcome {
     Close(String),
 }
 
-pub async fn dispatch(node: &Node, request: Request) -> Outcome {
+/// `scratch` is the connection's reusable read buffer (see `Segment::read_batches`).
+pub async fn dispatch(node: &Node, request: Request, scratch: &mut BytesMut) -> Outcome {
     let version = request.header.request_api_version;
     let api_key = request.api_key;
     let response = match request.body {
@@ -65,7 +67,9 @@ pub async fn dispatch(node: &Node, request: Request) -> Outcome {
             ResponseKind::Metadata(metadata::handle(node, version, body))
         }
         RequestKind::Produce(body) => return produce::handle(node, version, body),
-        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(node, version, body).await),
+        RequestKind::Fetch(body) => {
+            ResponseKind::Fetch(fetch::handle(node, version, body, scratch).await)
+        }
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(node, version, body))
         }

@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use tidepool_io::Disk;
 use tidepool_protocol::batch::{self, BatchHeader, HEADER_BYTES};
 
@@ -216,13 +217,15 @@ impl Log {
     }
 
     /// Whole batches from the one holding `offset`, up to `bytes_max` (at least one batch when
-    /// `first_batch_always`), never past the high watermark.
+    /// `first_batch_always`), never past the high watermark. Read through `scratch` (see
+    /// `Segment::read_batches`).
     pub fn read(
         &self,
         offset: i64,
         bytes_max: usize,
         first_batch_always: bool,
-    ) -> Result<Vec<u8>, ReadError> {
+        scratch: &mut BytesMut,
+    ) -> Result<Bytes, ReadError> {
         let log_end_offset = self.log_end_offset();
         if offset < self.log_start_offset || offset > log_end_offset {
             return Err(ReadError::OffsetOutOfRange {
@@ -232,9 +235,16 @@ impl Log {
             });
         }
         let Some((segment, start)) = self.locate(offset)? else {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         };
-        Ok(segment.read_batches(start, bytes_max, self.high_watermark(), first_batch_always)?)
+        let high_watermark = self.high_watermark();
+        Ok(segment.read_batches(
+            start,
+            bytes_max,
+            high_watermark,
+            first_batch_always,
+            scratch,
+        )?)
     }
 
     /// The segment and batch holding `offset`, looking past segments that end before it.
@@ -253,7 +263,7 @@ impl Log {
     }
 
     /// The first batch with a max timestamp at or past `timestamp`, as raw bytes.
-    pub fn batch_by_timestamp(&self, timestamp: i64) -> io::Result<Option<Vec<u8>>> {
+    pub fn batch_by_timestamp(&self, timestamp: i64) -> io::Result<Option<Bytes>> {
         for segment in self.segments.values() {
             if let Some(location) = segment.find_batch_by_timestamp(timestamp)? {
                 return Ok(Some(segment.read_batch(location)?));
@@ -263,7 +273,7 @@ impl Log {
     }
 
     /// The batch carrying the largest timestamp in the log (the earliest such, on ties).
-    pub fn batch_with_max_timestamp(&self) -> io::Result<Option<Vec<u8>>> {
+    pub fn batch_with_max_timestamp(&self) -> io::Result<Option<Bytes>> {
         let best = self
             .segments
             .values()

@@ -5,6 +5,7 @@
 use std::io;
 use std::path::Path;
 
+use bytes::{Bytes, BytesMut};
 use tidepool_io::{Disk, DiskFile, OpenMode};
 use tidepool_protocol::batch::{BatchHeader, HEADER_BYTES};
 
@@ -172,13 +173,16 @@ impl Segment {
     /// The bytes of whole batches starting at `start`, stopping before a batch that would pass
     /// `bytes_max` or reach `offset_end`; the first batch is included regardless of size when
     /// `first_batch_always` (KIP-74), so a large batch cannot stall a consumer.
+    /// The bytes are appended to `scratch` and split off it, so a caller that reuses one
+    /// scratch buffer reads into warm memory.
     pub fn read_batches(
         &self,
         start: BatchLocation,
         bytes_max: usize,
         offset_end: i64,
         first_batch_always: bool,
-    ) -> io::Result<Vec<u8>> {
+        scratch: &mut BytesMut,
+    ) -> io::Result<Bytes> {
         let mut end = start.position;
         let mut header = start.header;
         loop {
@@ -198,14 +202,17 @@ impl Segment {
             }
             header = self.header_at(end)?;
         }
-        self.file
-            .read_vec(start.position, (end - start.position) as usize)
+        let length = (end - start.position) as usize;
+        self.file.read_append(start.position, length, scratch)?;
+        Ok(scratch.split().freeze())
     }
 
     /// The whole batch at `location`.
-    pub fn read_batch(&self, location: BatchLocation) -> io::Result<Vec<u8>> {
+    pub fn read_batch(&self, location: BatchLocation) -> io::Result<Bytes> {
+        let mut bytes = BytesMut::new();
         self.file
-            .read_vec(location.position, location.header.total_bytes())
+            .read_append(location.position, location.header.total_bytes(), &mut bytes)?;
+        Ok(bytes.freeze())
     }
 
     pub fn sync(&self) -> io::Result<()> {

@@ -23,6 +23,15 @@ fn batch(count: i32, max_timestamp: i64, body_bytes: usize) -> Vec<u8> {
     bytes
 }
 
+fn read_log(
+    log: &Log,
+    offset: i64,
+    bytes_max: usize,
+    first_batch_always: bool,
+) -> Result<Bytes, ReadError> {
+    log.read(offset, bytes_max, first_batch_always, &mut BytesMut::new())
+}
+
 fn config(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
@@ -71,7 +80,7 @@ fn appends_assign_consecutive_offsets_and_keep_batches_valid() {
         }
     );
     assert_eq!(log.log_end_offset(), 5);
-    let read = log.read(0, 1 << 20, true).unwrap();
+    let read = read_log(&log, 0, 1 << 20, true).unwrap();
     assert_eq!(offsets_in(&read), vec![(0, 2), (3, 4)]);
 }
 
@@ -81,7 +90,7 @@ fn a_read_from_inside_a_batch_starts_at_that_batch() {
     for _ in 0..10 {
         log.append(&batch(5, 1, 100), 0, None, 0).unwrap();
     }
-    let read = log.read(23, 1 << 20, true).unwrap();
+    let read = read_log(&log, 23, 1 << 20, true).unwrap();
     assert_eq!(offsets_in(&read).first(), Some(&(20, 24)));
 }
 
@@ -91,10 +100,13 @@ fn reads_stop_at_bytes_max_but_always_return_a_first_batch_when_asked() {
     let big = batch(1, 1, 1000);
     log.append(&big, 0, None, 0).unwrap();
     log.append(&big, 0, None, 0).unwrap();
-    assert_eq!(offsets_in(&log.read(0, 10, true).unwrap()), vec![(0, 0)]);
-    assert!(log.read(0, 10, false).unwrap().is_empty());
     assert_eq!(
-        offsets_in(&log.read(0, 2 * big.len(), false).unwrap()).len(),
+        offsets_in(&read_log(&log, 0, 10, true).unwrap()),
+        vec![(0, 0)]
+    );
+    assert!(read_log(&log, 0, 10, false).unwrap().is_empty());
+    assert_eq!(
+        offsets_in(&read_log(&log, 0, 2 * big.len(), false).unwrap()).len(),
         2
     );
 }
@@ -103,13 +115,13 @@ fn reads_stop_at_bytes_max_but_always_return_a_first_batch_when_asked() {
 fn reading_at_the_end_is_empty_and_past_it_is_out_of_range() {
     let mut log = new_log(1 << 20);
     log.append(&batch(2, 1, 10), 0, None, 0).unwrap();
-    assert!(log.read(2, 1 << 20, true).unwrap().is_empty());
+    assert!(read_log(&log, 2, 1 << 20, true).unwrap().is_empty());
     assert!(matches!(
-        log.read(3, 1 << 20, true),
+        read_log(&log, 3, 1 << 20, true),
         Err(ReadError::OffsetOutOfRange { .. })
     ));
     assert!(matches!(
-        log.read(-1, 1 << 20, true),
+        read_log(&log, -1, 1 << 20, true),
         Err(ReadError::OffsetOutOfRange { .. })
     ));
 }
@@ -127,7 +139,7 @@ fn a_full_segment_rolls_and_reads_continue_across_segments() {
     );
     let mut offset = 0;
     while offset < log.log_end_offset() {
-        let read = log.read(offset, 1 << 20, true).unwrap();
+        let read = read_log(&log, offset, 1 << 20, true).unwrap();
         let batches = offsets_in(&read);
         assert_eq!(batches[0].0, offset);
         offset = batches.last().unwrap().1 + 1;
@@ -159,7 +171,7 @@ fn an_old_segment_rolls_by_time() {
 fn stored_batches_carry_the_leader_epoch_and_log_append_time() {
     let mut log = new_log(1 << 20);
     log.append(&batch(1, 5, 10), 7, Some(99), 0).unwrap();
-    let read = log.read(0, 1 << 20, true).unwrap();
+    let read = read_log(&log, 0, 1 << 20, true).unwrap();
     let header = batch::validate(&read).unwrap();
     assert_eq!(header.partition_leader_epoch, 7);
     assert!(header.is_log_append_time());
