@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use tidepool::{Broker, Config};
@@ -41,6 +42,16 @@ struct ServeArgs {
     /// Do not create unknown topics on Metadata and Produce.
     #[arg(long)]
     no_auto_create_topics: bool,
+    /// Keep topics and records in this directory (recovered on start) instead of in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Default `flush.messages` of topics: fsync after this many records (1: before every
+    /// acknowledgement, so acknowledged records survive a crash).
+    #[arg(long)]
+    flush_messages: Option<u64>,
+    /// Default `flush.ms` of topics: fsync once unflushed records are this old.
+    #[arg(long)]
+    flush_ms: Option<i64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,16 +73,25 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config {
+    let mut config = Config {
         default_partitions: args.default_partitions,
         auto_create_topics: !args.no_auto_create_topics,
         ..Config::default()
     };
+    if let Some(flush_messages) = args.flush_messages {
+        config.topic_defaults.flush_messages = flush_messages.max(1);
+    }
+    if let Some(flush_ms) = args.flush_ms {
+        config.topic_defaults.flush_ms = flush_ms.max(0);
+    }
     let mut builder = Broker::builder()
-        .memory()
         .nodes(args.nodes)
         .listen(args.listen)
         .config(config);
+    builder = match args.data_dir {
+        Some(path) => builder.data_dir(path),
+        None => builder.memory(),
+    };
     if let Some(host) = args.advertised_host {
         builder = builder.advertised_host(host);
     }

@@ -1,17 +1,19 @@
-//! Starting and stopping a broker: `Broker::builder()…start()` binds one listener per node,
-//! registers the nodes with the controller and spawns their accept loops.
+//! Starting and stopping a broker: `Broker::builder()…start()` opens (and recovers) the
+//! cluster, binds one listener per node, and spawns the nodes' accept loops and the flusher.
+//! The handle's `control()` moves leaders and takes nodes down and up.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidepool_io::{Env, MemDisk};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::cluster::{Cluster, NodeInfo};
+use crate::cluster::{Cluster, LeadershipError, NodeInfo};
 use crate::config::Config;
-use crate::server::{self, Node};
+use crate::server::{self, Node, Stop};
 
 /// Entry point: `Broker::builder()`.
 pub struct Broker;
@@ -22,16 +24,18 @@ impl Broker {
     }
 }
 
-/// Where partition logs live. Only memory for now; a data directory on the Env's disk, with
-/// recovery on start, comes with durable storage.
+/// Where partition logs and the controller's metadata live.
 #[derive(Debug, Clone)]
 enum Storage {
     /// A fresh `MemDisk`, gone with the broker. The default for embedding.
     Memory,
+    /// A directory on the Env's disk (the real file system unless an Env says otherwise):
+    /// recovered on start, kept across restarts.
+    Directory(PathBuf),
 }
 
-/// Root of the partition directories on the broker's disk.
-const DATA_ROOT: &str = "/tidepool";
+/// Root of the partition directories on a memory disk.
+const MEMORY_DATA_ROOT: &str = "/tidepool";
 
 #[derive(Debug, Clone)]
 pub struct BrokerBuilder {
@@ -63,11 +67,13 @@ pub enum StartError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot prepare the data directory {path}: {source}")]
+    #[error("cannot open the data directory {path}: {source}")]
     DataDirectory {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot reconcile partition leaders with the nodes: {0}")]
+    Leaders(#[from] LeadershipError),
     #[error("a broker needs at least one node")]
     NoNodes,
 }
@@ -79,8 +85,15 @@ impl BrokerBuilder {
         self
     }
 
-    /// The seams to run on (defaults to [`Env::memory`]). With memory storage the disk seam is
-    /// replaced by a fresh `MemDisk`, so an embedded broker never writes files.
+    /// Partition logs and metadata in `path`, recovered on start: what was acknowledged
+    /// survives a clean stop, and with `flush.messages=1` a crash.
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.storage = Storage::Directory(path.into());
+        self
+    }
+
+    /// The seams to run on. Defaults to [`Env::memory`] for memory storage and [`Env::real`]
+    /// for a data directory; with memory storage the disk seam is always a fresh `MemDisk`.
     pub fn env(mut self, env: Env) -> Self {
         self.env = Some(env);
         self
@@ -109,7 +122,8 @@ impl BrokerBuilder {
         self
     }
 
-    /// Binds every node and starts serving. Returns once every node accepts connections.
+    /// Opens the cluster, binds every node and starts serving. Returns once every node
+    /// accepts connections.
     pub async fn start(self) -> Result<BrokerHandle, StartError> {
         if self.nodes == 0 {
             return Err(StartError::NoNodes);
@@ -119,18 +133,19 @@ impl BrokerBuilder {
                 let env = self.env.clone().unwrap_or_else(Env::memory);
                 (
                     env.with_disk(Arc::new(MemDisk::new())),
-                    PathBuf::from(DATA_ROOT),
+                    PathBuf::from(MEMORY_DATA_ROOT),
                 )
             }
+            Storage::Directory(path) => (self.env.clone().unwrap_or_else(Env::real), path.clone()),
         };
-        env.disk
-            .create_dir_all(&data_root)
-            .map_err(|source| StartError::DataDirectory {
-                path: data_root.clone(),
+        let cluster = Cluster::open(env.clone(), self.config.clone(), data_root.clone()).map_err(
+            |source| StartError::DataDirectory {
+                path: data_root,
                 source,
-            })?;
-        let cluster = Arc::new(Cluster::new(env.clone(), self.config.clone(), data_root));
-        let mut listeners = Vec::with_capacity(self.nodes);
+            },
+        )?;
+        let cluster = Arc::new(cluster);
+        let mut nodes = Vec::with_capacity(self.nodes);
         for index in 0..self.nodes {
             let address = self.node_address(index);
             let listener = env
@@ -150,29 +165,19 @@ impl BrokerBuilder {
                 port: bound.port(),
             };
             cluster.register_node(info.clone());
-            listeners.push((info, listener));
+            nodes.push(NodeRuntime::spawn(info, bound, listener, &cluster));
         }
-        let (shutdown, shutdown_signal) = watch::channel(false);
-        let mut nodes = Vec::with_capacity(listeners.len());
-        let mut tasks = Vec::with_capacity(listeners.len());
-        for (info, listener) in listeners {
-            let node = Arc::new(Node {
-                id: info.id,
-                cluster: Arc::clone(&cluster),
-            });
-            tasks.push(tokio::spawn(server::accept_loop(
-                listener,
-                node,
-                shutdown_signal.clone(),
-            )));
-            nodes.push(info);
-        }
+        cluster.reconcile_leaders()?;
+        let (stop_flusher, flusher_stopped) = watch::channel(false);
+        let flusher = tokio::spawn(flush_loop(Arc::clone(&cluster), flusher_stopped));
         tracing::info!(nodes = nodes.len(), cluster_id = %cluster.cluster_id, "broker started");
         Ok(BrokerHandle {
-            cluster,
-            nodes,
-            shutdown,
-            tasks,
+            inner: Arc::new(Inner {
+                cluster,
+                nodes: Mutex::new(nodes),
+            }),
+            stop_flusher,
+            flusher: Some(flusher),
         })
     }
 
@@ -195,40 +200,128 @@ fn advertisable(ip: IpAddr) -> String {
     }
 }
 
-/// A running broker. Dropping it stops the nodes without waiting; prefer [`shutdown`].
-///
-/// [`shutdown`]: BrokerHandle::shutdown
-pub struct BrokerHandle {
+/// One node's serving task and how to stop it.
+struct NodeRuntime {
+    info: NodeInfo,
+    /// The address it was bound to, so it can come back on the same port.
+    bound: SocketAddr,
+    stop: watch::Sender<Stop>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl NodeRuntime {
+    fn spawn(
+        info: NodeInfo,
+        bound: SocketAddr,
+        listener: Box<dyn tidepool_io::Listener>,
+        cluster: &Arc<Cluster>,
+    ) -> NodeRuntime {
+        let (stop, stopped) = watch::channel(Stop::Serving);
+        let node = Arc::new(Node {
+            id: info.id,
+            cluster: Arc::clone(cluster),
+        });
+        let task = tokio::spawn(server::accept_loop(listener, node, stopped));
+        NodeRuntime {
+            info,
+            bound,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    async fn stop(&mut self, how: Stop) {
+        let _ = self.stop.send(how);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn is_serving(&self) -> bool {
+        self.task.is_some()
+    }
+}
+
+/// What the handle and its `Control`s share.
+struct Inner {
     cluster: Arc<Cluster>,
-    nodes: Vec<NodeInfo>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// An async mutex: taking a node down or up awaits its task or its bind.
+    nodes: Mutex<Vec<NodeRuntime>>,
+}
+
+/// How often partitions are checked against `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Fsyncs partitions whose oldest unflushed append is older than their `flush.ms`.
+async fn flush_loop(cluster: Arc<Cluster>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => return,
+            () = cluster.env.clock.sleep(FLUSH_CHECK_INTERVAL) => {}
+        }
+        let now_ms = cluster.env.clock.wall_ms();
+        for partition in cluster.partitions() {
+            let mut state = partition.state();
+            if state.config.flush_ms < i64::MAX {
+                // A failure poisons the partition, which then refuses produces with an error.
+                let _ = state.flush_if_due(now_ms, false);
+            }
+        }
+    }
+}
+
+/// A running broker. Dropping it stops the nodes at once, without flushing (like a crash of
+/// the process); [`BrokerHandle::shutdown`] stops cleanly.
+pub struct BrokerHandle {
+    inner: Arc<Inner>,
+    stop_flusher: watch::Sender<bool>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl BrokerHandle {
     /// `host:port` of every node, comma-separated, as Kafka clients take `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        self.nodes
+        self.nodes()
             .iter()
             .map(|node| format!("{}:{}", node.host, node.port))
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    pub fn nodes(&self) -> &[NodeInfo] {
-        &self.nodes
+    /// Every node of the broker, serving or not.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        match self.inner.nodes.try_lock() {
+            Ok(nodes) => nodes.iter().map(|node| node.info.clone()).collect(),
+            // A control operation is under way; the controller knows the serving ones.
+            Err(_) => self.inner.cluster.nodes(),
+        }
     }
 
     /// The controller and partitions, for tests that inspect state directly.
     pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
+        &self.inner.cluster
     }
 
-    /// Stops accepting, lets connections finish their current request, and waits.
+    /// Moves leaders and takes nodes down and up, from a test.
+    pub fn control(&self) -> Control {
+        Control {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Stops accepting, lets connections finish their current request, fsyncs every log and
+    /// records the metadata, so a restart finds everything that was acknowledged.
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        let _ = self.stop_flusher.send(true);
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.await;
+        }
+        for node in self.inner.nodes.lock().await.iter_mut() {
+            node.stop(Stop::Graceful).await;
+        }
+        if let Err(error) = self.inner.cluster.close() {
+            tracing::error!(%error, "flushing on shutdown failed");
         }
         tracing::info!("broker stopped");
     }
@@ -236,9 +329,100 @@ impl BrokerHandle {
 
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        for task in &self.tasks {
-            task.abort();
+        let _ = self.stop_flusher.send(true);
+        if let Some(flusher) = &self.flusher {
+            flusher.abort();
+        }
+        if let Ok(nodes) = self.inner.nodes.try_lock() {
+            for node in nodes.iter() {
+                let _ = node.stop.send(Stop::Abrupt);
+                if let Some(task) = &node.task {
+                    task.abort();
+                }
+            }
         }
     }
+}
+
+/// Why a control operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Leadership(#[from] LeadershipError),
+    #[error("node {0} is already {1}")]
+    AlreadyThere(i32, &'static str),
+    #[error("node {node} cannot listen on {address} again: {source}")]
+    Rebind {
+        node: i32,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Test control over a running broker. Cheap to clone; every action is logged.
+#[derive(Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+impl Control {
+    /// Moves a partition's leadership to `node` (a live replica), bumping its leader epoch.
+    /// Returns the new epoch.
+    pub fn move_leader(&self, topic: &str, partition: i32, node: i32) -> Result<i32, ControlError> {
+        Ok(self.inner.cluster.move_leader(topic, partition, node)?)
+    }
+
+    /// The leader and leader epoch of a partition, if it exists.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        let topic = self.inner.cluster.topic(topic)?;
+        let state = topic.partitions.get(partition as usize)?.state();
+        Some((state.leader, state.leader_epoch))
+    }
+
+    /// Takes a node down as if it crashed: its connections drop, its port stops accepting,
+    /// Metadata stops listing it and its partitions move to other live replicas.
+    pub async fn node_down(&self, node: i32) -> Result<(), ControlError> {
+        let mut nodes = self.inner.nodes.lock().await;
+        let runtime = find(&mut nodes, node)?;
+        if !runtime.is_serving() {
+            return Err(ControlError::AlreadyThere(node, "down"));
+        }
+        self.inner.cluster.node_down(node)?;
+        runtime.stop(Stop::Abrupt).await;
+        tracing::info!(node, "node down");
+        Ok(())
+    }
+
+    /// Brings a node back on its old port; it leads the partitions left without a leader.
+    pub async fn node_up(&self, node: i32) -> Result<(), ControlError> {
+        let mut nodes = self.inner.nodes.lock().await;
+        let runtime = find(&mut nodes, node)?;
+        if runtime.is_serving() {
+            return Err(ControlError::AlreadyThere(node, "up"));
+        }
+        let address = runtime.bound;
+        let listener = self
+            .inner
+            .cluster
+            .env
+            .transport
+            .bind(address)
+            .await
+            .map_err(|source| ControlError::Rebind {
+                node,
+                address,
+                source,
+            })?;
+        *runtime = NodeRuntime::spawn(runtime.info.clone(), address, listener, &self.inner.cluster);
+        self.inner.cluster.node_up(node)?;
+        tracing::info!(node, "node up");
+        Ok(())
+    }
+}
+
+fn find(nodes: &mut [NodeRuntime], node: i32) -> Result<&mut NodeRuntime, ControlError> {
+    nodes
+        .iter_mut()
+        .find(|runtime| runtime.info.id == node)
+        .ok_or(ControlError::Leadership(LeadershipError::UnknownNode(node)))
 }

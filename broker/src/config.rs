@@ -71,6 +71,10 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
     pub index_interval_bytes: u64,
+    /// fsync after this many records (`flush.messages`; 1 = before every acknowledgement).
+    pub flush_messages: u64,
+    /// fsync once the oldest unflushed record is this old (`flush.ms`).
+    pub flush_ms: i64,
     /// Every config set explicitly on the topic, by Kafka name.
     pub overrides: BTreeMap<String, String>,
 }
@@ -83,6 +87,9 @@ impl Default for TopicConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
+            // Kafka's defaults: leave flushing to the operating system.
+            flush_messages: i64::MAX as u64,
+            flush_ms: i64::MAX,
             overrides: BTreeMap::new(),
         }
     }
@@ -172,6 +179,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms = parse_number(name, value, 1i64)?,
             "max.message.bytes" => self.max_message_bytes = parse_number(name, value, 0usize)?,
             "index.interval.bytes" => self.index_interval_bytes = parse_number(name, value, 0u64)?,
+            "flush.messages" => self.flush_messages = parse_number(name, value, 1u64)?,
+            "flush.ms" => self.flush_ms = parse_number(name, value, 0i64)?,
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value {
                     "CreateTime" => TimestampType::CreateTime,
@@ -218,6 +227,8 @@ impl TopicConfig {
                 "index.interval.bytes",
                 self.index_interval_bytes.to_string(),
             ),
+            ("flush.messages", self.flush_messages.to_string()),
+            ("flush.ms", self.flush_ms.to_string()),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("message.timestamp.type", timestamp_type.to_owned()),
             ("segment.bytes", self.segment_bytes.to_string()),

@@ -57,7 +57,7 @@ pub async fn serve(
     mut stream: BoxStream,
     peer: SocketAddr,
     node: Arc<Node>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<crate::server::Stop>,
 ) {
     let mut buffers = Buffers {
         input: BytesMut::with_capacity(READ_CHUNK_BYTES),

@@ -33,5 +33,5 @@ pub mod producer_state;
 pub mod request;
 pub mod server;
 
-pub use broker::{Broker, BrokerBuilder, BrokerHandle, StartError};
+pub use broker::{Broker, BrokerBuilder, BrokerHandle, Control, ControlError, StartError};
 pub use config::{Config, TopicConfig};

@@ -33,6 +33,13 @@ pub struct PartitionState {
     pub config: TopicConfig,
     /// Set when the topic is deleted while a request still holds the partition.
     pub deleted: bool,
+    /// Records appended since the last fsync, against `flush.messages`.
+    unflushed_records: u64,
+    /// Wall-clock time of the oldest append not yet fsynced, against `flush.ms`.
+    oldest_unflushed_ms: Option<i64>,
+    /// Set by a failed write or fsync: what was acknowledged may not be on disk, so the
+    /// partition refuses further writes rather than guess (redb's rule).
+    poisoned: Option<String>,
 }
 
 /// What a Produce response says for one partition.
@@ -103,7 +110,8 @@ impl Partition {
         watchers.push(Arc::downgrade(waker));
     }
 
-    fn wake_watchers(&self) {
+    /// Wakes every parked fetch: after an append, or a leader change they must notice.
+    pub fn wake_watchers(&self) {
         let mut watchers = lock(&self.watchers);
         watchers.retain(|watcher| match watcher.upgrade() {
             Some(waker) => {
@@ -125,6 +133,54 @@ impl Partition {
 }
 
 impl PartitionState {
+    pub fn new(
+        leader: i32,
+        leader_epoch: i32,
+        replicas: Vec<i32>,
+        log: Log,
+        producers: ProducerStates,
+        config: TopicConfig,
+    ) -> PartitionState {
+        PartitionState {
+            leader,
+            leader_epoch,
+            replicas,
+            log,
+            producers,
+            config,
+            deleted: false,
+            unflushed_records: 0,
+            oldest_unflushed_ms: None,
+            poisoned: None,
+        }
+    }
+
+    /// Fsyncs the log when `flush.messages` records or `flush.ms` of time are unflushed
+    /// (`force` fsyncs whatever is unflushed, for a clean stop).
+    pub fn flush_if_due(&mut self, now_ms: i64, force: bool) -> Result<(), ResponseError> {
+        let Some(oldest) = self.oldest_unflushed_ms else {
+            return Ok(());
+        };
+        let due = force
+            || self.unflushed_records >= self.config.flush_messages
+            || now_ms.saturating_sub(oldest) >= self.config.flush_ms;
+        if !due {
+            return Ok(());
+        }
+        if let Err(error) = self.log.sync() {
+            return Err(self.poison(format!("fsync failed: {error}")));
+        }
+        self.unflushed_records = 0;
+        self.oldest_unflushed_ms = None;
+        Ok(())
+    }
+
+    fn poison(&mut self, why: String) -> ResponseError {
+        tracing::error!(dir = %self.log.dir().display(), %why, "partition refuses further writes");
+        self.poisoned.get_or_insert(why);
+        ResponseError::KafkaStorageError
+    }
+
     /// Kafka's leader checks for a request naming `current_leader_epoch` (-1: no check).
     pub fn check_leader(
         &self,
@@ -152,6 +208,9 @@ impl PartitionState {
         if let Err(error) = self.check_leader(context.node_id, -1) {
             return ProduceOutcome::failed(error, error.to_string());
         }
+        if let Some(why) = &self.poisoned {
+            return ProduceOutcome::failed(ResponseError::KafkaStorageError, why.clone());
+        }
         let headers = match self.validate(records) {
             Ok(headers) => headers,
             Err((error, message)) => return ProduceOutcome::failed(error, message),
@@ -168,6 +227,11 @@ impl PartitionState {
             first.get_or_insert((base_offset, append_time));
         }
         let (base_offset, log_append_time_ms) = first.unwrap_or((-1, -1));
+        // With flush.messages=1 this fsyncs before the answer, so an acknowledged batch
+        // survives a crash of the process or the machine.
+        if let Err(error) = self.flush_if_due(context.now_ms, false) {
+            return ProduceOutcome::failed(error, "the append could not be made durable");
+        }
         ProduceOutcome {
             error: None,
             error_message: None,
@@ -231,13 +295,16 @@ impl PartitionState {
         if let SequenceCheck::Duplicate(original) = self.producers.check(header)? {
             return Ok((original.base_offset, original.log_append_time_ms));
         }
-        let appended = self
-            .log
-            .append(bytes, self.leader_epoch, log_append_time, context.now_ms)
-            .map_err(|error| {
-                tracing::error!(%error, "log append failed");
-                ResponseError::KafkaStorageError
-            })?;
+        let appended =
+            match self
+                .log
+                .append(bytes, self.leader_epoch, log_append_time, context.now_ms)
+            {
+                Ok(appended) => appended,
+                Err(error) => return Err(self.poison(format!("log append failed: {error}"))),
+            };
+        self.unflushed_records += header.records_count as u64;
+        self.oldest_unflushed_ms.get_or_insert(context.now_ms);
         let log_append_time_ms = log_append_time.unwrap_or(-1);
         let remembered = RememberedBatch {
             first_sequence: header.base_sequence,

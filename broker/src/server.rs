@@ -17,6 +17,16 @@ pub struct Node {
     pub cluster: Arc<Cluster>,
 }
 
+/// What a node's accept loop is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Serving,
+    /// Stop accepting; let each connection finish the request it is handling.
+    Graceful,
+    /// Stop accepting and drop every connection now, as a crashed node would.
+    Abrupt,
+}
+
 /// How long stopping waits for connections to finish their current request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -24,7 +34,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub async fn accept_loop(
     mut listener: Box<dyn Listener>,
     node: Arc<Node>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Stop>,
 ) {
     let open_connections = Arc::new(Semaphore::new(node.cluster.config.connections_max));
     let mut connections = JoinSet::new();
@@ -61,6 +71,11 @@ pub async fn accept_loop(
         });
     }
     drop(listener);
+    if *shutdown.borrow() == Stop::Abrupt {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        return;
+    }
     let clock = Arc::clone(&node.cluster.env.clock);
     let drained = {
         let drained = async { while connections.join_next().await.is_some() {} };

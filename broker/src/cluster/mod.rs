@@ -5,7 +5,8 @@
 //! **Invariant:** topic names and ids map one to one; a partition's leader is one of its
 //! replicas and a live node; partition counts only grow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -85,11 +86,16 @@ pub struct Cluster {
 }
 
 struct ControllerState {
+    /// Every node of this broker, up or down.
     nodes: BTreeMap<i32, NodeInfo>,
+    /// Nodes serving now; Metadata lists only these and leaders are chosen among them.
+    live: BTreeSet<i32>,
     topics: BTreeMap<String, Arc<Topic>>,
     topic_names_by_id: BTreeMap<Uuid, String>,
     partitions_total: usize,
     next_producer_id: i64,
+    /// Producer ids are reserved in blocks, durably, so a restarted broker never reuses one.
+    producer_ids_reserved_until: i64,
     /// Rotates the first replica of new topics across nodes, as Kafka's placement does.
     next_placement_start: usize,
 }
@@ -120,6 +126,26 @@ pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Producer ids reserved per write of `cluster.json`.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+fn storage_refusal(doing: &str, error: &io::Error) -> Refusal {
+    tracing::error!(%error, "{doing} failed");
+    Refusal::new(
+        ResponseError::KafkaStorageError,
+        format!("{doing} failed: {error}"),
+    )
+}
+
+/// The first of `replicas` that is serving, or -1 (no leader).
+fn first_live_in(state: &ControllerState, replicas: &[i32]) -> i32 {
+    replicas
+        .iter()
+        .copied()
+        .find(|replica| state.live.contains(replica))
+        .unwrap_or(-1)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -127,40 +153,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cluster {
-    pub fn new(env: Env, config: Config, data_root: PathBuf) -> Cluster {
-        let cluster_id = config
-            .cluster_id
-            .clone()
-            .unwrap_or_else(|| kafka_style_id(env.entropy.uuid()));
-        let parked_fetches = Arc::new(tokio::sync::Semaphore::new(config.parked_fetches_max));
-        Cluster {
-            env,
-            config,
-            data_root,
-            cluster_id,
-            state: Mutex::new(ControllerState {
-                nodes: BTreeMap::new(),
-                topics: BTreeMap::new(),
-                topic_names_by_id: BTreeMap::new(),
-                partitions_total: 0,
-                next_producer_id: 1000,
-                next_placement_start: 0,
-            }),
-            parked_fetches,
-        }
-    }
-
+    /// Adds a node, serving. Leaders are not moved to it; see `Cluster::node_up`.
     pub fn register_node(&self, node: NodeInfo) {
-        lock(&self.state).nodes.insert(node.id, node);
+        let mut state = lock(&self.state);
+        state.live.insert(node.id);
+        state.nodes.insert(node.id, node);
     }
 
+    /// The nodes serving now, by id.
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        lock(&self.state).nodes.values().cloned().collect()
+        let state = lock(&self.state);
+        state
+            .nodes
+            .values()
+            .filter(|node| state.live.contains(&node.id))
+            .cloned()
+            .collect()
     }
 
-    /// The lowest node id acts as the controller Metadata reports.
+    /// The lowest live node id acts as the controller Metadata reports.
     pub fn controller_id(&self) -> i32 {
-        lock(&self.state).nodes.keys().next().copied().unwrap_or(-1)
+        lock(&self.state).live.iter().next().copied().unwrap_or(-1)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -178,11 +191,69 @@ impl Cluster {
         lock(&self.state).topics.values().cloned().collect()
     }
 
-    pub fn allocate_producer_id(&self) -> i64 {
+    /// A producer id no one has had, even before a restart.
+    pub fn allocate_producer_id(&self) -> Result<i64, Refusal> {
         let mut state = lock(&self.state);
+        if state.next_producer_id >= state.producer_ids_reserved_until {
+            state.producer_ids_reserved_until = state.next_producer_id + PRODUCER_ID_BLOCK;
+            self.persist(&state).map_err(|error| {
+                state.producer_ids_reserved_until = state.next_producer_id;
+                storage_refusal("reserving producer ids", &error)
+            })?;
+        }
         let id = state.next_producer_id;
         state.next_producer_id += 1;
-        id
+        Ok(id)
+    }
+
+    /// For a clean stop: fsyncs every partition's log and records the metadata.
+    pub fn close(&self) -> io::Result<()> {
+        let state = lock(&self.state);
+        let now_ms = self.env.clock.wall_ms();
+        for partition in state
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.iter())
+        {
+            partition
+                .state()
+                .flush_if_due(now_ms, true)
+                .map_err(|error| {
+                    io::Error::other(format!("{}-{}: {error}", partition.topic, partition.index))
+                })?;
+        }
+        self.persist(&state)
+    }
+
+    /// Writes the controller's metadata to `cluster.json` (see `store`).
+    fn persist(&self, state: &ControllerState) -> io::Result<()> {
+        let topics = state
+            .topics
+            .values()
+            .map(|topic| store::StoredTopic {
+                name: topic.name.clone(),
+                id: topic.id,
+                configs: topic.config.overrides.clone(),
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let partition = partition.state();
+                        store::StoredPartition {
+                            replicas: partition.replicas.clone(),
+                            leader: partition.leader,
+                            leader_epoch: partition.leader_epoch,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let stored = store::StoredCluster {
+            topics,
+            producer_ids_reserved_until: state.producer_ids_reserved_until,
+            ..store::StoredCluster::new(self.cluster_id.clone())
+        };
+        store::save(self.env.disk.as_ref(), &self.data_root, &stored)
     }
 
     /// The named topic, created with broker defaults first when auto-creation is on and the
@@ -268,7 +339,10 @@ impl Cluster {
         let partitions_created = assignments
             .into_iter()
             .enumerate()
-            .map(|(index, replicas)| self.new_partition(&topic, index as i32, replicas))
+            .map(|(index, replicas)| {
+                let leader = first_live_in(&state, &replicas);
+                self.new_partition(&topic, index as i32, replicas, leader)
+            })
             .collect::<Result<Vec<_>, Refusal>>()?;
         let topic = Arc::new(Topic {
             partitions: partitions_created,
@@ -277,6 +351,14 @@ impl Cluster {
         state.partitions_total += topic.partitions.len();
         state.topic_names_by_id.insert(id, topic.name.clone());
         state.topics.insert(topic.name.clone(), Arc::clone(&topic));
+        if let Err(error) = self.persist(&state) {
+            // Not recorded, so not created: undo, files included.
+            state.partitions_total -= topic.partitions.len();
+            state.topic_names_by_id.remove(&id);
+            state.topics.remove(&topic.name);
+            self.remove_partition_files(&topic);
+            return Err(storage_refusal("recording a new topic", &error));
+        }
         tracing::info!(topic = %topic.name, partitions, "created topic");
         Ok(Created {
             topic,
@@ -351,6 +433,7 @@ impl Cluster {
         topic: &Topic,
         index: i32,
         replicas: Vec<i32>,
+        leader: i32,
     ) -> Result<Arc<Partition>, Refusal> {
         let dir = self.data_root.join(format!("{}-{index}", topic.name));
         let mut log = Log::create(Arc::clone(&self.env.disk), &dir, log_config(&topic.config))
@@ -362,15 +445,14 @@ impl Cluster {
             })?;
         let leader_epoch = 0;
         log.assign_epoch(leader_epoch, 0);
-        let state = PartitionState {
-            leader: replicas[0],
+        let state = PartitionState::new(
+            leader,
             leader_epoch,
             replicas,
             log,
-            producers: ProducerStates::default(),
-            config: topic.config.clone(),
-            deleted: false,
-        };
+            ProducerStates::default(),
+            topic.config.clone(),
+        );
         Ok(Arc::new(Partition::new(
             &topic.name,
             topic.id,
@@ -389,10 +471,23 @@ impl Cluster {
                     "This server does not host this topic-partition.",
                 )
             })?;
+            // Recorded first: a crash after this leaves only orphan files, removed at start.
+            if let Err(error) = self.persist(&state) {
+                state.topics.insert(name.to_owned(), topic);
+                return Err(storage_refusal("recording a topic deletion", &error));
+            }
             state.topic_names_by_id.remove(&topic.id);
             state.partitions_total -= topic.partitions.len();
             topic
         };
+        self.remove_partition_files(&topic);
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    /// Marks a topic's partitions deleted (requests still holding one see that) and removes
+    /// their directories.
+    fn remove_partition_files(&self, topic: &Topic) {
         for partition in &topic.partitions {
             let mut state = partition.state();
             state.deleted = true;
@@ -401,8 +496,6 @@ impl Cluster {
                 tracing::warn!(%error, dir = %dir.display(), "could not remove a deleted partition's files");
             }
         }
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(())
     }
 
     /// Grows a topic to `count` partitions.
@@ -458,7 +551,9 @@ impl Cluster {
         }
         let mut partitions = topic.partitions.clone();
         for (offset, replicas) in new_replicas.into_iter().enumerate() {
-            partitions.push(self.new_partition(&topic, (current + offset) as i32, replicas)?);
+            let leader = first_live_in(&state, &replicas);
+            let index = (current + offset) as i32;
+            partitions.push(self.new_partition(&topic, index, replicas, leader)?);
         }
         let grown = Arc::new(Topic {
             name: topic.name.clone(),
@@ -468,87 +563,22 @@ impl Cluster {
             internal: topic.internal,
         });
         state.partitions_total += added;
-        state.topics.insert(name.to_owned(), grown);
+        state.topics.insert(name.to_owned(), Arc::clone(&grown));
+        if let Err(error) = self.persist(&state) {
+            state.partitions_total -= added;
+            state.topics.insert(name.to_owned(), Arc::clone(&topic));
+            let added_only = Topic {
+                partitions: grown.partitions[current..].to_vec(),
+                name: grown.name.clone(),
+                id: grown.id,
+                config: grown.config.clone(),
+                internal: grown.internal,
+            };
+            self.remove_partition_files(&added_only);
+            return Err(storage_refusal("recording new partitions", &error));
+        }
         Ok(())
     }
-}
-
-/// Round-robin placement: partition p's replicas are consecutive nodes starting at a rotating
-/// offset, so leaders spread evenly across nodes.
-fn place_replicas(
-    state: &mut ControllerState,
-    first_index: usize,
-    count: usize,
-    replication_factor: i16,
-) -> Result<Vec<Vec<i32>>, Refusal> {
-    let node_ids: Vec<i32> = state.nodes.keys().copied().collect();
-    if replication_factor as usize > node_ids.len() {
-        return Err(Refusal::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.",
-                node_ids.len()
-            ),
-        ));
-    }
-    let start = state.next_placement_start;
-    state.next_placement_start = state.next_placement_start.wrapping_add(1);
-    Ok((first_index..first_index + count)
-        .map(|partition| {
-            (0..replication_factor as usize)
-                .map(|replica| node_ids[(start + partition + replica) % node_ids.len()])
-                .collect()
-        })
-        .collect())
-}
-
-/// Checks explicit assignments: partitions numbered from `first_index` without gaps, replicas
-/// on registered nodes, no node twice, one replication factor throughout.
-fn explicit_assignments(
-    state: &ControllerState,
-    assignments: &[(i32, Vec<i32>)],
-    first_index: usize,
-) -> Result<Vec<Vec<i32>>, Refusal> {
-    let invalid = |message: String| {
-        Err(Refusal::new(
-            ResponseError::InvalidReplicaAssignment,
-            message,
-        ))
-    };
-    let mut by_index: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for (index, replicas) in assignments {
-        if by_index.insert(*index, replicas.clone()).is_some() {
-            return invalid(format!("Partition {index} is assigned twice."));
-        }
-    }
-    let expected: Vec<i32> = (first_index..first_index + assignments.len())
-        .map(|i| i as i32)
-        .collect();
-    if by_index.keys().copied().collect::<Vec<_>>() != expected {
-        return invalid(
-            "Partitions must be numbered consecutively from the first new partition.".into(),
-        );
-    }
-    let factor = by_index.values().next().map_or(0, Vec::len);
-    for (index, replicas) in &by_index {
-        if replicas.is_empty() || replicas.len() != factor {
-            return invalid(format!(
-                "Partition {index} has a replica count different from the others."
-            ));
-        }
-        let mut seen = replicas.clone();
-        seen.sort_unstable();
-        seen.dedup();
-        if seen.len() != replicas.len() {
-            return invalid(format!("Partition {index} lists a broker twice."));
-        }
-        if let Some(unknown) = replicas.iter().find(|id| !state.nodes.contains_key(id)) {
-            return invalid(format!(
-                "Broker {unknown} of partition {index} is not registered."
-            ));
-        }
-    }
-    Ok(by_index.into_values().collect())
 }
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID without padding (22 characters).
@@ -568,6 +598,15 @@ fn kafka_style_id(uuid: Uuid) -> String {
     }
     id
 }
+
+mod leaders;
+
+pub use leaders::LeadershipError;
+mod open;
+mod placement;
+pub mod store;
+
+use placement::{explicit_assignments, place_replicas};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,7 @@
 use super::*;
 
 fn cluster_of(nodes: i32) -> Cluster {
-    let cluster = Cluster::new(Env::memory(), Config::default(), PathBuf::from("/data"));
-    cluster.env.disk.create_dir_all(&cluster.data_root).unwrap();
+    let cluster = Cluster::open(Env::memory(), Config::default(), PathBuf::from("/data")).unwrap();
     for id in 1..=nodes {
         cluster.register_node(NodeInfo {
             id,
@@ -98,14 +97,15 @@ fn auto_creation_uses_defaults_and_can_be_turned_off() {
     let cluster = cluster_of(1);
     let topic = cluster.topic_or_auto_create("fresh").unwrap();
     assert_eq!(topic.partitions.len(), 1);
-    let strict = Cluster::new(
+    let strict = Cluster::open(
         Env::memory(),
         Config {
             auto_create_topics: false,
             ..Config::default()
         },
         PathBuf::from("/data"),
-    );
+    )
+    .unwrap();
     let refusal = strict.topic_or_auto_create("fresh").err().unwrap();
     assert_eq!(refusal.error, ResponseError::UnknownTopicOrPartition);
 }
@@ -153,8 +153,8 @@ fn deleting_a_topic_removes_its_files_and_marks_held_partitions() {
 #[test]
 fn producer_ids_are_unique() {
     let cluster = cluster_of(1);
-    let first = cluster.allocate_producer_id();
-    assert_ne!(first, cluster.allocate_producer_id());
+    let first = cluster.allocate_producer_id().unwrap();
+    assert_ne!(first, cluster.allocate_producer_id().unwrap());
 }
 
 #[test]

@@ -16,7 +16,13 @@ pub fn handle(node: &Node, request: InitProducerIdRequest) -> InitProducerIdResp
             .with_producer_epoch(-1);
     }
     // Kafka hands a non-transactional producer a new id whatever id and epoch it presents.
-    InitProducerIdResponse::default()
-        .with_producer_id(ProducerId(node.cluster.allocate_producer_id()))
-        .with_producer_epoch(0)
+    match node.cluster.allocate_producer_id() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(refusal) => InitProducerIdResponse::default()
+            .with_error_code(refusal.error.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }

@@ -1,6 +1,7 @@
 //! Metadata: nodes, cluster id, controller, and topics with their partitions' leaders.
 //! Unknown topics are auto-created here when the broker and the request allow it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -52,7 +53,16 @@ fn brokers(cluster: &Cluster) -> Vec<MetadataResponseBroker> {
 }
 
 fn all_topics(cluster: &Cluster) -> Vec<MetadataResponseTopic> {
-    cluster.topics().iter().map(describe).collect()
+    let live = live_nodes(cluster);
+    cluster
+        .topics()
+        .iter()
+        .map(|topic| describe(topic, &live))
+        .collect()
+}
+
+fn live_nodes(cluster: &Cluster) -> BTreeSet<i32> {
+    cluster.nodes().iter().map(|node| node.id).collect()
 }
 
 fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResponseTopic {
@@ -64,7 +74,7 @@ fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResp
         None => Err(ResponseError::UnknownTopicOrPartition),
     };
     match found {
-        Ok(topic) => describe(&topic),
+        Ok(topic) => describe(&topic, &live_nodes(cluster)),
         Err(error) => MetadataResponseTopic::default()
             .with_name(Some(TopicName(name.clone())))
             .with_error_code(error.code()),
@@ -73,26 +83,43 @@ fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResp
 
 fn by_id(cluster: &Cluster, id: Uuid) -> MetadataResponseTopic {
     match cluster.topic_by_id(id) {
-        Some(topic) => describe(&topic),
+        Some(topic) => describe(&topic, &live_nodes(cluster)),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-fn describe(topic: &Arc<Topic>) -> MetadataResponseTopic {
+/// A topic as Metadata shows it: replicas on nodes that are down are offline and out of the
+/// in-sync set, and a partition without a live leader says LEADER_NOT_AVAILABLE.
+fn describe(topic: &Arc<Topic>, live: &BTreeSet<i32>) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
             let state = partition.state();
-            let replicas: Vec<BrokerId> = state.replicas.iter().copied().map(BrokerId).collect();
+            let ids = |keep: bool| -> Vec<BrokerId> {
+                state
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|id| live.contains(id) == keep)
+                    .map(BrokerId)
+                    .collect()
+            };
+            let error = if state.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(partition.index)
                 .with_leader_id(BrokerId(state.leader))
                 .with_leader_epoch(state.leader_epoch)
-                .with_isr_nodes(replicas.clone())
-                .with_replica_nodes(replicas)
+                .with_replica_nodes(state.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(ids(true))
+                .with_offline_replicas(ids(false))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -50,10 +50,6 @@ impl OffsetIndex {
             self.entries[after - 1].1
         }
     }
-
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync()
-    }
 }
 
 /// Maps timestamps to offsets: an entry whenever the segment's max timestamp grows at an
@@ -104,10 +100,6 @@ impl TimeIndex {
         } else {
             self.entries[below - 1].1
         }
-    }
-
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync()
     }
 }
 

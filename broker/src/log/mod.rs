@@ -46,6 +46,58 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
+/// A log opened from its files, and what recovery had to cut.
+pub struct Recovered {
+    pub log: Log,
+    /// Bytes removed from torn or corrupt tails and from segments after them.
+    pub removed_bytes: u64,
+    pub removed_segments: usize,
+    /// Why recovery cut the log, if it did.
+    pub reason: Option<String>,
+}
+
+/// Base offsets of the segments in `dir`, ascending. Index files without a segment (left by
+/// a crash between creating them) are removed.
+fn segment_bases(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<i64>> {
+    let names = disk.list(dir)?;
+    let base_of = |name: &str, suffix: &str| {
+        name.strip_suffix(suffix)
+            .and_then(|stem| stem.parse::<i64>().ok())
+    };
+    let bases: Vec<i64> = names
+        .iter()
+        .filter_map(|name| base_of(name, ".log"))
+        .collect();
+    for name in &names {
+        let orphan = [".index", ".timeindex"]
+            .iter()
+            .filter_map(|suffix| base_of(name, suffix))
+            .any(|base| !bases.contains(&base));
+        if orphan {
+            disk.remove_file(&dir.join(name))?;
+        }
+    }
+    let mut sorted = bases;
+    sorted.sort_unstable();
+    Ok(sorted)
+}
+
+/// Removes a segment's files; returns the log bytes removed.
+fn remove_segment_files(disk: &dyn Disk, dir: &Path, base: i64) -> io::Result<u64> {
+    let stem = segment::file_stem(base);
+    let log_path = dir.join(format!("{stem}.log"));
+    let bytes = disk
+        .open(&log_path, tidepool_io::OpenMode::Existing)?
+        .len()?;
+    for suffix in ["log", "index", "timeindex"] {
+        let path = dir.join(format!("{stem}.{suffix}"));
+        if disk.exists(&path) {
+            disk.remove_file(&path)?;
+        }
+    }
+    Ok(bytes)
+}
+
 /// One entry of the leader epoch history: `epoch` began at `start_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochStart {
@@ -62,13 +114,22 @@ pub struct Log {
     log_start_offset: i64,
     /// Ascending by epoch and by start offset.
     epochs: Vec<EpochStart>,
+    /// A segment file was created since the directory was last fsynced: the next sync must
+    /// make its directory entry durable too.
+    directory_dirty: bool,
 }
 
 impl Log {
     /// Creates an empty log in `dir` (which must not hold one).
+    /// The directory and its entry in the parent are fsynced before this returns, so a topic
+    /// recorded after its logs were created finds them after a crash.
     pub fn create(disk: Arc<dyn Disk>, dir: &Path, config: LogConfig) -> io::Result<Log> {
         disk.create_dir_all(dir)?;
         let first = Segment::create(disk.as_ref(), dir, 0, config.index_interval_bytes)?;
+        disk.sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            disk.sync_dir(parent)?;
+        }
         Ok(Log {
             disk,
             dir: dir.to_path_buf(),
@@ -76,6 +137,95 @@ impl Log {
             segments: BTreeMap::from([(0, first)]),
             log_start_offset: 0,
             epochs: Vec::new(),
+            directory_dirty: false,
+        })
+    }
+
+    /// Opens the log in `dir`, recovering it: every segment's batch headers are checked, and
+    /// with `verify_all_crcs` every batch's CRC-32C too; the last segment's always are. The
+    /// log is cut at the first batch that fails — a torn write or corruption — and segments
+    /// after it are removed, so what remains is a prefix of what was written. Indexes and the
+    /// leader epoch history are rebuilt from the batches; `on_batch` sees each kept batch
+    /// header in order (the partition rebuilds its producer state from them).
+    pub fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        verify_all_crcs: bool,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> io::Result<Recovered> {
+        let bases = segment_bases(disk.as_ref(), dir)?;
+        if bases.is_empty() {
+            let log = Log::create(disk, dir, config)?;
+            return Ok(Recovered {
+                log,
+                removed_bytes: 0,
+                removed_segments: 0,
+                reason: None,
+            });
+        }
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+        let mut epochs: Vec<EpochStart> = Vec::new();
+        let mut removed_bytes = 0;
+        let mut removed_segments = 0;
+        let mut reason = None;
+        for (index, &base) in bases.iter().enumerate() {
+            let after_previous = segments
+                .values()
+                .next_back()
+                .is_none_or(|previous| base >= previous.next_offset());
+            if reason.is_some() || !after_previous {
+                reason.get_or_insert_with(|| format!("segment {base} overlaps the one before it"));
+                removed_bytes += remove_segment_files(disk.as_ref(), dir, base)?;
+                removed_segments += 1;
+                continue;
+            }
+            let last = index + 1 == bases.len();
+            let mut visit = |header: &BatchHeader| {
+                if header.partition_leader_epoch >= 0
+                    && epochs
+                        .last()
+                        .is_none_or(|last| header.partition_leader_epoch > last.epoch)
+                {
+                    epochs.push(EpochStart {
+                        epoch: header.partition_leader_epoch,
+                        start_offset: header.base_offset,
+                    });
+                }
+                on_batch(header);
+            };
+            let (segment, truncation) = Segment::open(
+                disk.as_ref(),
+                dir,
+                base,
+                config.index_interval_bytes,
+                verify_all_crcs || last,
+                &mut visit,
+            )?;
+            removed_bytes += truncation.removed_bytes;
+            if let Some(why) = truncation.reason {
+                reason = Some(format!("segment {base}: {why}"));
+            }
+            segments.insert(base, segment);
+        }
+        let log_start_offset = *segments
+            .keys()
+            .next()
+            .expect("at least one segment was kept");
+        let log = Log {
+            disk,
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            epochs,
+            directory_dirty: false,
+        };
+        Ok(Recovered {
+            log,
+            removed_bytes,
+            removed_segments,
+            reason,
         })
     }
 
@@ -176,6 +326,7 @@ impl Log {
             self.config.index_interval_bytes,
         )?;
         self.segments.insert(base_offset, segment);
+        self.directory_dirty = true;
         Ok(())
     }
 
@@ -292,17 +443,13 @@ impl Log {
     }
 
     /// Makes every appended byte durable.
-    pub fn sync(&self) -> io::Result<()> {
+    pub fn sync(&mut self) -> io::Result<()> {
         self.active().sync()?;
-        self.disk.sync_dir(&self.dir)
-    }
-
-    /// Removes the log's directory and files.
-    pub fn delete(self) -> io::Result<()> {
-        let disk = Arc::clone(&self.disk);
-        let dir = self.dir.clone();
-        drop(self);
-        disk.remove_dir_all(&dir)
+        if self.directory_dirty {
+            self.disk.sync_dir(&self.dir)?;
+            self.directory_dirty = false;
+        }
+        Ok(())
     }
 }
 

@@ -16,6 +16,15 @@ pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
 
+/// What opening a segment kept and cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub kept_bytes: u64,
+    pub removed_bytes: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub reason: Option<String>,
+}
+
 /// Where a batch sits in a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLocation {
@@ -52,7 +61,23 @@ impl Segment {
         let file = disk.open(&dir.join(format!("{stem}.log")), OpenMode::CreateNew)?;
         let offset_index = disk.open(&dir.join(format!("{stem}.index")), OpenMode::CreateNew)?;
         let time_index = disk.open(&dir.join(format!("{stem}.timeindex")), OpenMode::CreateNew)?;
-        Ok(Segment {
+        Ok(Segment::empty(
+            base_offset,
+            file,
+            offset_index,
+            time_index,
+            index_interval_bytes,
+        ))
+    }
+
+    fn empty(
+        base_offset: i64,
+        file: Box<dyn DiskFile>,
+        offset_index: Box<dyn DiskFile>,
+        time_index: Box<dyn DiskFile>,
+        index_interval_bytes: u64,
+    ) -> Segment {
+        Segment {
             base_offset,
             file,
             offset_index: OffsetIndex::new(offset_index),
@@ -64,7 +89,113 @@ impl Segment {
             first_append_ms: None,
             bytes_since_index_entry: 0,
             index_interval_bytes,
-        })
+        }
+    }
+
+    /// Opens an existing segment and scans it: every batch's header is checked for a sane
+    /// length, magic, codec and offsets that only grow, and, with `verify_crc`, its CRC-32C.
+    /// The file is truncated at the first batch that fails (a torn or corrupt tail) and the
+    /// indexes are rebuilt from what remains. `on_batch` sees every kept batch, in order.
+    pub fn open(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        verify_crc: bool,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> io::Result<(Segment, Truncation)> {
+        let stem = file_stem(base_offset);
+        let file = disk.open(&dir.join(format!("{stem}.log")), OpenMode::Existing)?;
+        // The indexes are derived data: rebuilding them is cheaper than trusting a torn one.
+        let offset_index = disk.open(&dir.join(format!("{stem}.index")), OpenMode::CreateOrOpen)?;
+        let time_index = disk.open(
+            &dir.join(format!("{stem}.timeindex")),
+            OpenMode::CreateOrOpen,
+        )?;
+        offset_index.set_len(0)?;
+        time_index.set_len(0)?;
+        let mut segment = Segment::empty(
+            base_offset,
+            file,
+            offset_index,
+            time_index,
+            index_interval_bytes,
+        );
+        let file_bytes = segment.file.len()?;
+        let mut position = 0;
+        let reason = loop {
+            if position == file_bytes {
+                break None;
+            }
+            match segment.check_stored_batch(position, file_bytes, verify_crc)? {
+                Ok(header) => {
+                    let first_batch = segment.size == 0;
+                    segment.account_batch(&header, position, header.total_bytes() as u64)?;
+                    if first_batch {
+                        segment.first_append_ms = Some(header.max_timestamp);
+                    }
+                    on_batch(&header);
+                    position += header.total_bytes() as u64;
+                }
+                Err(reason) => break Some(reason),
+            }
+        };
+        let truncation = Truncation {
+            kept_bytes: position,
+            removed_bytes: file_bytes - position,
+            reason,
+        };
+        if truncation.removed_bytes > 0 {
+            segment.file.set_len(position)?;
+            segment.file.sync()?;
+        }
+        Ok((segment, truncation))
+    }
+
+    /// The header of the stored batch at `position` if it is whole and sane, else why not.
+    fn check_stored_batch(
+        &self,
+        position: u64,
+        file_bytes: u64,
+        verify_crc: bool,
+    ) -> io::Result<Result<BatchHeader, String>> {
+        if file_bytes - position < HEADER_BYTES as u64 {
+            return Ok(Err(format!(
+                "{} bytes at {position} are too few for a batch header",
+                file_bytes - position
+            )));
+        }
+        let header = self.header_at(position)?;
+        if header.magic != tidepool_protocol::batch::MAGIC_V2 {
+            return Ok(Err(format!(
+                "batch at {position} has magic {}",
+                header.magic
+            )));
+        }
+        let total = header.total_bytes() as u64;
+        if (header.batch_length as usize) < HEADER_BYTES - tidepool_protocol::batch::LOG_OVERHEAD
+            || position + total > file_bytes
+        {
+            return Ok(Err(format!(
+                "batch at {position} declares {total} bytes, {} remain",
+                file_bytes - position
+            )));
+        }
+        if header.base_offset < self.next_offset || header.last_offset() < header.base_offset {
+            return Ok(Err(format!(
+                "batch at {position} has offsets {}..={} after offset {}",
+                header.base_offset,
+                header.last_offset(),
+                self.next_offset
+            )));
+        }
+        if verify_crc {
+            let location = BatchLocation { position, header };
+            if let Err(error) = tidepool_protocol::batch::validate(&self.read_batch(location)?) {
+                return Ok(Err(format!("batch at {position}: {error}")));
+            }
+        }
+        Ok(Ok(header))
     }
 
     pub fn size(&self) -> u64 {
@@ -105,22 +236,32 @@ impl Segment {
         self.file.write_at(position, header)?;
         self.file
             .write_at(position + header.len() as u64, records)?;
-        self.size += batch_bytes as u64;
-        self.next_offset = parsed.last_offset() + 1;
         self.first_append_ms.get_or_insert(now_ms);
-        if parsed.max_timestamp > self.max_timestamp {
-            self.max_timestamp = parsed.max_timestamp;
-            self.offset_of_max_timestamp = parsed.last_offset();
+        self.account_batch(&parsed, position, batch_bytes as u64)
+    }
+
+    /// Bookkeeping for a batch now stored at `position`: size, offsets, timestamps, indexes.
+    fn account_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u64,
+        batch_bytes: u64,
+    ) -> io::Result<()> {
+        self.size = position + batch_bytes;
+        self.next_offset = header.last_offset() + 1;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
         }
         if self.bytes_since_index_entry >= self.index_interval_bytes {
-            let relative = self.relative(parsed.last_offset());
+            let relative = self.relative(header.last_offset());
             self.offset_index.append(relative, position as u32)?;
             let relative_max = self.relative(self.offset_of_max_timestamp);
             self.time_index
                 .maybe_append(self.max_timestamp, relative_max)?;
             self.bytes_since_index_entry = 0;
         }
-        self.bytes_since_index_entry += batch_bytes as u64;
+        self.bytes_since_index_entry += batch_bytes;
         Ok(())
     }
 
@@ -215,9 +356,9 @@ impl Segment {
         Ok(bytes.freeze())
     }
 
+    /// Makes the batches durable. The indexes are not synced: recovery rebuilds them from the
+    /// batches, so a torn index costs time at start, never data.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.file.sync()
     }
 }

@@ -211,3 +211,169 @@ fn end_offsets_per_epoch_follow_kafka() {
     assert_eq!(log.end_offset_for_epoch(3), (-1, -1));
     assert_eq!(log.end_offset_for_epoch(-1), (-1, -1));
 }
+
+mod recovery {
+    use super::*;
+    use tidepool_io::OpenMode;
+
+    fn disk_and_log(segment_bytes: u64) -> (Arc<dyn Disk>, Log) {
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
+        let log = Log::create(Arc::clone(&disk), Path::new("/t-0"), config(segment_bytes)).unwrap();
+        (disk, log)
+    }
+
+    fn reopen(disk: &Arc<dyn Disk>, segment_bytes: u64) -> (Recovered, Vec<BatchHeader>) {
+        let mut seen = Vec::new();
+        let recovered = Log::open(
+            Arc::clone(disk),
+            Path::new("/t-0"),
+            config(segment_bytes),
+            false,
+            &mut |h| seen.push(*h),
+        )
+        .unwrap();
+        (recovered, seen)
+    }
+
+    fn file(disk: &Arc<dyn Disk>, name: &str) -> Box<dyn tidepool_io::DiskFile> {
+        disk.open(&Path::new("/t-0").join(name), OpenMode::Existing)
+            .unwrap()
+    }
+
+    fn all_offsets(log: &Log) -> Vec<(i64, i64)> {
+        let mut batches = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let read = read_log(log, offset, 1 << 20, true).unwrap();
+            let found = offsets_in(&read);
+            offset = found.last().unwrap().1 + 1;
+            batches.extend(found);
+        }
+        batches
+    }
+
+    #[test]
+    fn a_cleanly_written_log_reopens_whole_with_its_indexes_and_epochs() {
+        let (disk, mut log) = disk_and_log(1_000);
+        log.append(&batch(2, 10, 300), 0, None, 0).unwrap();
+        log.append(&batch(2, 20, 300), 3, None, 0).unwrap();
+        log.append(&batch(2, 30, 300), 3, None, 0).unwrap();
+        log.append(&batch(2, 40, 300), 5, None, 0).unwrap();
+        let before = all_offsets(&log);
+        drop(log);
+        let (recovered, seen) = reopen(&disk, 1_000);
+        assert_eq!(recovered.removed_bytes, 0);
+        assert!(recovered.reason.is_none());
+        let log = recovered.log;
+        assert_eq!(seen.len(), 4);
+        assert_eq!(log.log_end_offset(), 8);
+        assert_eq!(all_offsets(&log), before);
+        assert_eq!(log.end_offset_for_epoch(0), (0, 2));
+        assert_eq!(log.end_offset_for_epoch(3), (3, 6));
+        assert_eq!(log.end_offset_for_epoch(5), (5, 8));
+        let found = log.batch_by_timestamp(25).unwrap().unwrap();
+        assert_eq!(batch::validate(&found).unwrap().base_offset, 4);
+    }
+
+    #[test]
+    fn a_torn_last_batch_is_cut_and_appends_continue_after_the_last_whole_one() {
+        let (disk, mut log) = disk_and_log(1 << 20);
+        for _ in 0..3 {
+            log.append(&batch(2, 1, 100), 0, None, 0).unwrap();
+        }
+        drop(log);
+        let segment = file(&disk, "00000000000000000000.log");
+        let whole = segment.len().unwrap();
+        segment.set_len(whole - 7).unwrap();
+        let (recovered, _) = reopen(&disk, 1 << 20);
+        assert_eq!(recovered.removed_bytes, (whole - 7) - 2 * (whole / 3));
+        assert!(recovered.reason.is_some());
+        let mut log = recovered.log;
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(
+            segment.len().unwrap(),
+            2 * (whole / 3),
+            "the file is cut too"
+        );
+        assert_eq!(
+            log.append(&batch(1, 1, 10), 0, None, 0)
+                .unwrap()
+                .base_offset,
+            4
+        );
+        assert_eq!(all_offsets(&log), vec![(0, 1), (2, 3), (4, 4)]);
+    }
+
+    #[test]
+    fn garbage_after_the_last_batch_is_cut() {
+        let (disk, mut log) = disk_and_log(1 << 20);
+        log.append(&batch(3, 1, 50), 0, None, 0).unwrap();
+        drop(log);
+        let segment = file(&disk, "00000000000000000000.log");
+        let end = segment.len().unwrap();
+        segment.write_at(end, &[0xde; 200]).unwrap();
+        let (recovered, _) = reopen(&disk, 1 << 20);
+        assert_eq!(recovered.removed_bytes, 200);
+        assert_eq!(recovered.log.log_end_offset(), 3);
+    }
+
+    #[test]
+    fn a_crc_mismatch_in_the_last_segment_cuts_from_that_batch() {
+        let (disk, mut log) = disk_and_log(1 << 20);
+        for _ in 0..3 {
+            log.append(&batch(1, 1, 100), 0, None, 0).unwrap();
+        }
+        drop(log);
+        let segment = file(&disk, "00000000000000000000.log");
+        let batch_bytes = segment.len().unwrap() / 3;
+        segment.write_at(batch_bytes + 100, &[0xff]).unwrap();
+        let (recovered, _) = reopen(&disk, 1 << 20);
+        assert!(recovered.reason.unwrap().contains("CRC"));
+        assert_eq!(recovered.log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn corruption_in_an_earlier_segment_removes_every_later_segment() {
+        let (disk, mut log) = disk_and_log(1_000);
+        for _ in 0..8 {
+            log.append(&batch(1, 1, 300), 0, None, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 4);
+        drop(log);
+        let second = file(&disk, "00000000000000000002.log");
+        second.write_at(361 + 8, &(-5i32).to_be_bytes()).unwrap();
+        let mut seen = Vec::new();
+        let recovered = Log::open(
+            Arc::clone(&disk),
+            Path::new("/t-0"),
+            config(1_000),
+            true,
+            &mut |h| seen.push(*h),
+        )
+        .unwrap();
+        assert_eq!(recovered.removed_segments, 2);
+        assert_eq!(recovered.log.log_end_offset(), 3);
+        assert_eq!(seen.len(), 3);
+        let names = disk.list(Path::new("/t-0")).unwrap();
+        assert!(
+            !names
+                .iter()
+                .any(|name| name.starts_with("00000000000000000004")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn index_files_without_a_segment_are_removed() {
+        let (disk, log) = disk_and_log(1 << 20);
+        drop(log);
+        disk.open(
+            Path::new("/t-0/00000000000000000042.index"),
+            OpenMode::CreateNew,
+        )
+        .unwrap();
+        let (recovered, _) = reopen(&disk, 1 << 20);
+        assert_eq!(recovered.log.log_end_offset(), 0);
+        assert!(!disk.exists(Path::new("/t-0/00000000000000000042.index")));
+    }
+}
