@@ -436,13 +436,19 @@ impl Cluster {
         leader: i32,
     ) -> Result<Arc<Partition>, Refusal> {
         let dir = self.data_root.join(format!("{}-{index}", topic.name));
-        let mut log = Log::create(Arc::clone(&self.env.disk), &dir, log_config(&topic.config))
-            .map_err(|error| {
-                Refusal::new(
-                    ResponseError::KafkaStorageError,
-                    format!("creating {}: {error}", dir.display()),
-                )
-            })?;
+        let now_ms = self.env.clock.wall_ms();
+        let mut log = Log::create(
+            Arc::clone(&self.env.disk),
+            &dir,
+            log_config(&topic.config),
+            now_ms,
+        )
+        .map_err(|error| {
+            Refusal::new(
+                ResponseError::KafkaStorageError,
+                format!("creating {}: {error}", dir.display()),
+            )
+        })?;
         let leader_epoch = 0;
         log.assign_epoch(leader_epoch, 0);
         let state = PartitionState::new(

@@ -121,7 +121,7 @@ fn open_log(
     if !env.disk.exists(dir) {
         // Created in memory but lost before its directory reached the disk: it held nothing
         // acknowledged, since a topic is recorded only after its directories exist.
-        return Log::create(Arc::clone(&env.disk), dir, log_config);
+        return Log::create(Arc::clone(&env.disk), dir, log_config, env.clock.wall_ms());
     }
     let mut rebuild = |header: &tidepool_protocol::batch::BatchHeader| {
         let remembered = RememberedBatch {
@@ -142,7 +142,15 @@ fn open_log(
             config.producers_per_partition_max,
         );
     };
-    let recovered = Log::open(Arc::clone(&env.disk), dir, log_config, false, &mut rebuild)?;
+    let now_ms = env.clock.wall_ms();
+    let recovered = Log::open(
+        Arc::clone(&env.disk),
+        dir,
+        log_config,
+        false,
+        now_ms,
+        &mut rebuild,
+    )?;
     if let Some(reason) = &recovered.reason {
         tracing::warn!(
             dir = %dir.display(),

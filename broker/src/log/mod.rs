@@ -123,9 +123,14 @@ impl Log {
     /// Creates an empty log in `dir` (which must not hold one).
     /// The directory and its entry in the parent are fsynced before this returns, so a topic
     /// recorded after its logs were created finds them after a crash.
-    pub fn create(disk: Arc<dyn Disk>, dir: &Path, config: LogConfig) -> io::Result<Log> {
+    pub fn create(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> io::Result<Log> {
         disk.create_dir_all(dir)?;
-        let first = Segment::create(disk.as_ref(), dir, 0, config.index_interval_bytes)?;
+        let first = Segment::create(disk.as_ref(), dir, 0, config.index_interval_bytes, now_ms)?;
         disk.sync_dir(dir)?;
         if let Some(parent) = dir.parent() {
             disk.sync_dir(parent)?;
@@ -152,11 +157,12 @@ impl Log {
         dir: &Path,
         config: LogConfig,
         verify_all_crcs: bool,
+        now_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<Recovered> {
         let bases = segment_bases(disk.as_ref(), dir)?;
         if bases.is_empty() {
-            let log = Log::create(disk, dir, config)?;
+            let log = Log::create(disk, dir, config, now_ms)?;
             return Ok(Recovered {
                 log,
                 removed_bytes: 0,
@@ -200,6 +206,7 @@ impl Log {
                 base,
                 config.index_interval_bytes,
                 verify_all_crcs || last,
+                now_ms,
                 &mut visit,
             )?;
             removed_bytes += truncation.removed_bytes;
@@ -291,29 +298,37 @@ impl Log {
             batch::stamp_log_append_time(&mut header, records, timestamp);
         }
         let parsed = BatchHeader::parse(&header).map_err(io::Error::other)?;
-        self.maybe_roll(batch.len() as u64, now_ms)?;
+        self.maybe_roll(batch.len() as u64, parsed.max_timestamp, now_ms)?;
         self.assign_epoch(leader_epoch, base_offset);
-        self.active_mut().append(&header, records, now_ms)?;
+        self.active_mut().append(&header, records)?;
         Ok(Appended {
             base_offset,
             last_offset: parsed.last_offset(),
         })
     }
 
-    fn maybe_roll(&mut self, incoming_bytes: u64, now_ms: i64) -> io::Result<()> {
+    /// Rolls when the incoming batch would pass `segment.bytes`, or when the active segment
+    /// has been open longer than `segment.ms` by Kafka's rule (record time of the incoming batch
+    /// against the segment's first batch; see `Segment::time_waited_for_roll`).
+    fn maybe_roll(
+        &mut self,
+        incoming_bytes: u64,
+        incoming_timestamp: i64,
+        now_ms: i64,
+    ) -> io::Result<()> {
         let active = self.active();
         let full = active.size() + incoming_bytes > self.config.segment_bytes;
         let old = active
-            .first_append_ms()
-            .is_some_and(|first| now_ms - first >= self.config.segment_ms);
+            .time_waited_for_roll(incoming_timestamp, now_ms)
+            .is_some_and(|waited| waited > self.config.segment_ms);
         if !active.is_empty() && (full || old) {
-            self.roll()?;
+            self.roll(now_ms)?;
         }
         Ok(())
     }
 
     /// Starts a new active segment at the log end offset. A no-op on an empty active segment.
-    pub fn roll(&mut self) -> io::Result<()> {
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
         if self.active().is_empty() {
             return Ok(());
         }
@@ -324,6 +339,7 @@ impl Log {
             &self.dir,
             base_offset,
             self.config.index_interval_bytes,
+            now_ms,
         )?;
         self.segments.insert(base_offset, segment);
         self.directory_dirty = true;

@@ -44,8 +44,12 @@ pub struct Segment {
     /// Largest batch max-timestamp stored here, and the last offset of the batch carrying it.
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
-    /// Wall-clock time of the first append, for `segment.ms` rolls.
-    first_append_ms: Option<i64>,
+    /// The first batch's max timestamp: `segment.ms` counts from it, in record time, as in
+    /// Kafka, so a restart does not change when a segment rolls.
+    rolling_timestamp: Option<i64>,
+    /// Wall-clock time the segment was created or opened: `segment.ms` counts from it instead
+    /// when the first batch carries no timestamp.
+    created_ms: i64,
     bytes_since_index_entry: u64,
     index_interval_bytes: u64,
 }
@@ -56,12 +60,14 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u64,
+        created_ms: i64,
     ) -> io::Result<Segment> {
         let stem = file_stem(base_offset);
         let file = disk.open(&dir.join(format!("{stem}.log")), OpenMode::CreateNew)?;
         let offset_index = disk.open(&dir.join(format!("{stem}.index")), OpenMode::CreateNew)?;
         let time_index = disk.open(&dir.join(format!("{stem}.timeindex")), OpenMode::CreateNew)?;
         Ok(Segment::empty(
+            created_ms,
             base_offset,
             file,
             offset_index,
@@ -71,6 +77,7 @@ impl Segment {
     }
 
     fn empty(
+        created_ms: i64,
         base_offset: i64,
         file: Box<dyn DiskFile>,
         offset_index: Box<dyn DiskFile>,
@@ -86,7 +93,8 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
-            first_append_ms: None,
+            rolling_timestamp: None,
+            created_ms,
             bytes_since_index_entry: 0,
             index_interval_bytes,
         }
@@ -102,6 +110,7 @@ impl Segment {
         base_offset: i64,
         index_interval_bytes: u64,
         verify_crc: bool,
+        opened_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<(Segment, Truncation)> {
         let stem = file_stem(base_offset);
@@ -115,6 +124,7 @@ impl Segment {
         offset_index.set_len(0)?;
         time_index.set_len(0)?;
         let mut segment = Segment::empty(
+            opened_ms,
             base_offset,
             file,
             offset_index,
@@ -129,11 +139,7 @@ impl Segment {
             }
             match segment.check_stored_batch(position, file_bytes, verify_crc)? {
                 Ok(header) => {
-                    let first_batch = segment.size == 0;
                     segment.account_batch(&header, position, header.total_bytes() as u64)?;
-                    if first_batch {
-                        segment.first_append_ms = Some(header.max_timestamp);
-                    }
                     on_batch(&header);
                     position += header.total_bytes() as u64;
                 }
@@ -218,13 +224,21 @@ impl Segment {
         self.offset_of_max_timestamp
     }
 
-    pub fn first_append_ms(&self) -> Option<i64> {
-        self.first_append_ms
+    /// How long this segment has been open by Kafka's rule: in record time from its first
+    /// batch to `incoming_timestamp`, or in wall time since creation if that has none.
+    pub fn time_waited_for_roll(&self, incoming_timestamp: i64, now_ms: i64) -> Option<i64> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(match self.rolling_timestamp {
+            Some(first) if first >= 0 => incoming_timestamp.saturating_sub(first),
+            _ => now_ms.saturating_sub(self.created_ms),
+        })
     }
 
     /// Appends one whole batch, given as its header (base offset already this segment's next
     /// offset) and its records.
-    pub fn append(&mut self, header: &[u8], records: &[u8], now_ms: i64) -> io::Result<()> {
+    pub fn append(&mut self, header: &[u8], records: &[u8]) -> io::Result<()> {
         let parsed = BatchHeader::parse(header).map_err(io::Error::other)?;
         let batch_bytes = header.len() + records.len();
         assert_eq!(
@@ -236,7 +250,6 @@ impl Segment {
         self.file.write_at(position, header)?;
         self.file
             .write_at(position + header.len() as u64, records)?;
-        self.first_append_ms.get_or_insert(now_ms);
         self.account_batch(&parsed, position, batch_bytes as u64)
     }
 
@@ -248,6 +261,7 @@ impl Segment {
         batch_bytes: u64,
     ) -> io::Result<()> {
         self.size = position + batch_bytes;
+        self.rolling_timestamp.get_or_insert(header.max_timestamp);
         self.next_offset = header.last_offset() + 1;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;

@@ -45,6 +45,7 @@ fn new_log(segment_bytes: u64) -> Log {
         Arc::new(MemDisk::new()),
         Path::new("/t-0"),
         config(segment_bytes),
+        0,
     )
     .unwrap()
 }
@@ -154,16 +155,32 @@ fn a_full_segment_rolls_and_reads_continue_across_segments() {
 }
 
 #[test]
-fn an_old_segment_rolls_by_time() {
+fn a_segment_rolls_once_its_records_span_more_than_segment_ms() {
     let mut log = new_log(1 << 20);
     log.set_config(LogConfig {
         segment_ms: 100,
         ..config(1 << 20)
     });
-    log.append(&batch(1, 1, 10), 0, None, 1_000).unwrap();
-    log.append(&batch(1, 1, 10), 0, None, 1_050).unwrap();
+    // Record time decides, as in Kafka; the wall clock (last argument) does not.
+    log.append(&batch(1, 1_000, 10), 0, None, 0).unwrap();
+    log.append(&batch(1, 1_050, 10), 0, None, 9_999).unwrap();
+    log.append(&batch(1, 1_100, 10), 0, None, 9_999).unwrap();
     assert_eq!(log.segment_count(), 1);
-    log.append(&batch(1, 1, 10), 0, None, 1_100).unwrap();
+    log.append(&batch(1, 1_101, 10), 0, None, 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+}
+
+#[test]
+fn a_segment_without_record_timestamps_rolls_by_wall_clock() {
+    let mut log = new_log(1 << 20);
+    log.set_config(LogConfig {
+        segment_ms: 100,
+        ..config(1 << 20)
+    });
+    log.append(&batch(1, -1, 10), 0, None, 50).unwrap();
+    log.append(&batch(1, -1, 10), 0, None, 100).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append(&batch(1, -1, 10), 0, None, 101).unwrap();
     assert_eq!(log.segment_count(), 2);
 }
 
@@ -218,7 +235,13 @@ mod recovery {
 
     fn disk_and_log(segment_bytes: u64) -> (Arc<dyn Disk>, Log) {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
-        let log = Log::create(Arc::clone(&disk), Path::new("/t-0"), config(segment_bytes)).unwrap();
+        let log = Log::create(
+            Arc::clone(&disk),
+            Path::new("/t-0"),
+            config(segment_bytes),
+            0,
+        )
+        .unwrap();
         (disk, log)
     }
 
@@ -229,6 +252,7 @@ mod recovery {
             Path::new("/t-0"),
             config(segment_bytes),
             false,
+            0,
             &mut |h| seen.push(*h),
         )
         .unwrap();
@@ -348,6 +372,7 @@ mod recovery {
             Path::new("/t-0"),
             config(1_000),
             true,
+            0,
             &mut |h| seen.push(*h),
         )
         .unwrap();
