@@ -80,6 +80,48 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
     }
 }
 
+thread_local! {
+    /// Partition locks this thread holds. Guards are never held across an await, so a task
+    /// cannot move threads while holding one and the count is exact.
+    static PARTITION_LOCKS_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Lock order: the controller's lock may be taken before a partition's, never after (a
+/// produce that did so deadlocked against a leader move). Checked where the controller's lock
+/// is taken, in debug builds.
+pub fn assert_no_partition_lock_held() {
+    debug_assert_eq!(
+        PARTITION_LOCKS_HELD.with(std::cell::Cell::get),
+        0,
+        "the controller's lock was taken while holding a partition's lock"
+    );
+}
+
+/// A held partition lock; counts itself for [`assert_no_partition_lock_held`].
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, PartitionState>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = PartitionState;
+
+    fn deref(&self) -> &PartitionState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut PartitionState {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        PARTITION_LOCKS_HELD.with(|held| held.set(held.get() - 1));
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -98,9 +140,11 @@ impl Partition {
     }
 
     /// Exclusive access to the partition's state. Held only for in-memory work and disk
-    /// writes, never across an await.
-    pub fn state(&self) -> MutexGuard<'_, PartitionState> {
-        lock(&self.state)
+    /// writes, never across an await, and never while taking the controller's lock.
+    pub fn state(&self) -> StateGuard<'_> {
+        let guard = lock(&self.state);
+        PARTITION_LOCKS_HELD.with(|held| held.set(held.get() + 1));
+        StateGuard { guard }
     }
 
     /// Parks `waker` on this partition: the next append wakes it.

@@ -261,3 +261,36 @@ async fn moving_to_a_node_that_is_not_a_replica_or_is_down_is_refused() {
         "nothing changed"
     );
 }
+
+#[tokio::test]
+async fn a_produce_refused_by_a_moved_leader_names_the_new_leader_and_its_address() {
+    let broker = three_nodes().await;
+    create(&broker, "t", 1, 3);
+    let (old_leader, _) = broker.control().leader("t", 0).unwrap();
+    let new_leader = old_leader % 3 + 1;
+    let epoch = broker.control().move_leader("t", 0, new_leader).unwrap();
+    let mut old = connect_to_node(&broker, old_leader).await;
+    // v10+ answers NOT_LEADER_OR_FOLLOWER with the current leader and its endpoint (KIP-951);
+    // building that answer once took the controller's lock under the partition's.
+    let response = old.call(10, produce_request("t", 0, batch(1, 1), -1)).await;
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(
+        (
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (new_leader, epoch)
+    );
+    assert_eq!(response.node_endpoints.len(), 1);
+    let endpoint = &response.node_endpoints[0];
+    let expected = broker
+        .nodes()
+        .into_iter()
+        .find(|node| node.id == new_leader)
+        .unwrap();
+    assert_eq!(
+        (endpoint.node_id.0, endpoint.port),
+        (new_leader, i32::from(expected.port))
+    );
+}

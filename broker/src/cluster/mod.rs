@@ -147,6 +147,7 @@ fn first_live_in(state: &ControllerState, replicas: &[i32]) -> i32 {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    crate::partition::assert_no_partition_lock_held();
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -122,14 +122,17 @@ fn partition_response(
         .with_log_start_offset(outcome.log_start_offset);
     let moved = outcome.error == Some(ResponseError::NotLeaderOrFollower)
         && version >= CURRENT_LEADER_FROM_VERSION;
-    if moved && let Some(leader) = topic.and_then(|topic| topic.partitions.get(index as usize)) {
-        {
-            let state = leader.state();
-            partition.current_leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(state.leader))
-                .with_leader_epoch(state.leader_epoch);
-            add_endpoint(node, state.leader, response);
-        }
+    if moved && let Some(found) = topic.and_then(|topic| topic.partitions.get(index as usize)) {
+        // Copied out so the partition lock is released before `add_endpoint` takes the
+        // controller's: the controller lock is only ever taken before a partition lock.
+        let (leader, leader_epoch) = {
+            let state = found.state();
+            (state.leader, state.leader_epoch)
+        };
+        partition.current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(leader_epoch);
+        add_endpoint(node, leader, response);
     }
     partition
 }
