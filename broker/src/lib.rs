@@ -26,6 +26,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handler;
 pub mod log;
 pub mod partition;
