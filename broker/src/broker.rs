@@ -1,5 +1,6 @@
 //! Starting and stopping a broker: `Broker::builder()…start()` opens (and recovers) the
-//! cluster, binds one listener per node, and spawns the nodes' accept loops and the flusher.
+//! cluster, binds one listener per node, and spawns the nodes' accept loops and the
+//! maintenance task (group timeouts, flush.ms).
 //! The handle's `control()` moves leaders and takes nodes down and up.
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,7 @@ use tidepool_io::{Env, MemDisk};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::{self, AdminError, GroupDescription, GroupListing, PartitionLag, ResetTarget};
 use crate::cluster::{Cluster, LeadershipError, NodeInfo};
 use crate::config::Config;
 use crate::server::{self, Node, Stop};
@@ -168,16 +170,16 @@ impl BrokerBuilder {
             nodes.push(NodeRuntime::spawn(info, bound, listener, &cluster));
         }
         cluster.reconcile_leaders()?;
-        let (stop_flusher, flusher_stopped) = watch::channel(false);
-        let flusher = tokio::spawn(flush_loop(Arc::clone(&cluster), flusher_stopped));
+        let (stop_maintenance, maintenance_stopped) = watch::channel(false);
+        let maintenance = tokio::spawn(maintenance_loop(Arc::clone(&cluster), maintenance_stopped));
         tracing::info!(nodes = nodes.len(), cluster_id = %cluster.cluster_id, "broker started");
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 cluster,
                 nodes: Mutex::new(nodes),
             }),
-            stop_flusher,
-            flusher: Some(flusher),
+            stop_maintenance,
+            maintenance: Some(maintenance),
         })
     }
 
@@ -249,17 +251,20 @@ struct Inner {
     nodes: Mutex<Vec<NodeRuntime>>,
 }
 
-/// How often partitions are checked against `flush.ms`.
-const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often time-driven work runs: group session expiry and rebalance timeouts, and
+/// partitions checked against `flush.ms`. Session expiry has this granularity.
+const MAINTENANCE_INTERVAL: Duration = crate::group::coordinator::TICK_INTERVAL;
 
-/// Fsyncs partitions whose oldest unflushed append is older than their `flush.ms`.
-async fn flush_loop(cluster: Arc<Cluster>, mut stopped: watch::Receiver<bool>) {
+/// Time-driven work: expires group members and rebalances, and fsyncs partitions whose
+/// oldest unflushed append is older than their `flush.ms`.
+async fn maintenance_loop(cluster: Arc<Cluster>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             biased;
             _ = stopped.changed() => return,
-            () = cluster.env.clock.sleep(FLUSH_CHECK_INTERVAL) => {}
+            () = cluster.env.clock.sleep(MAINTENANCE_INTERVAL) => {}
         }
+        cluster.groups.tick(&cluster);
         let now_ms = cluster.env.clock.wall_ms();
         for partition in cluster.partitions() {
             let mut state = partition.state();
@@ -275,8 +280,8 @@ async fn flush_loop(cluster: Arc<Cluster>, mut stopped: watch::Receiver<bool>) {
 /// the process); [`BrokerHandle::shutdown`] stops cleanly.
 pub struct BrokerHandle {
     inner: Arc<Inner>,
-    stop_flusher: watch::Sender<bool>,
-    flusher: Option<JoinHandle<()>>,
+    stop_maintenance: watch::Sender<bool>,
+    maintenance: Option<JoinHandle<()>>,
 }
 
 impl BrokerHandle {
@@ -313,9 +318,9 @@ impl BrokerHandle {
     /// Stops accepting, lets connections finish their current request, fsyncs every log and
     /// records the metadata, so a restart finds everything that was acknowledged.
     pub async fn shutdown(mut self) {
-        let _ = self.stop_flusher.send(true);
-        if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.await;
+        let _ = self.stop_maintenance.send(true);
+        if let Some(maintenance) = self.maintenance.take() {
+            let _ = maintenance.await;
         }
         for node in self.inner.nodes.lock().await.iter_mut() {
             node.stop(Stop::Graceful).await;
@@ -329,9 +334,9 @@ impl BrokerHandle {
 
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
-        let _ = self.stop_flusher.send(true);
-        if let Some(flusher) = &self.flusher {
-            flusher.abort();
+        let _ = self.stop_maintenance.send(true);
+        if let Some(maintenance) = &self.maintenance {
+            maintenance.abort();
         }
         if let Ok(nodes) = self.inner.nodes.try_lock() {
             for node in nodes.iter() {
@@ -351,6 +356,8 @@ pub enum ControlError {
     Leadership(#[from] LeadershipError),
     #[error("node {0} is already {1}")]
     AlreadyThere(i32, &'static str),
+    #[error("the group's coordinator is not available: {0}")]
+    Coordinator(String),
     #[error("node {node} cannot listen on {address} again: {source}")]
     Rebind {
         node: i32,
@@ -370,6 +377,45 @@ impl Control {
     /// Returns the new epoch.
     pub fn move_leader(&self, topic: &str, partition: i32, node: i32) -> Result<i32, ControlError> {
         Ok(self.inner.cluster.move_leader(topic, partition, node)?)
+    }
+
+    /// Every consumer group, by id.
+    pub fn groups(&self) -> Vec<GroupListing> {
+        admin::list_groups(&self.inner.cluster)
+    }
+
+    /// A group's state, members with their assignments, and committed offset, end offset
+    /// and lag per partition.
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+        admin::describe_group(&self.inner.cluster, group_id)
+    }
+
+    /// Lag per partition of a group (committed offset to high watermark): the headline metric
+    /// of a consumer.
+    pub fn lag(&self, group_id: &str) -> Vec<PartitionLag> {
+        self.describe_group(group_id)
+            .map(|group| group.partitions)
+            .unwrap_or_default()
+    }
+
+    /// Moves an empty group's committed offsets on every partition of `topic`; refused while
+    /// the group has members, as Kafka refuses it.
+    pub fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        target: ResetTarget,
+    ) -> Result<Vec<(i32, i64)>, AdminError> {
+        admin::reset_offsets(&self.inner.cluster, group_id, topic, target)
+    }
+
+    /// Moves a group's coordinator to `node` by moving the leader of its `__consumer_offsets`
+    /// partition (so every group sharing that partition moves too, as in Kafka). Members get
+    /// NOT_COORDINATOR from the old node and find the new one. Returns the new leader epoch.
+    pub fn move_group_coordinator(&self, group_id: &str, node: i32) -> Result<i32, ControlError> {
+        let (topic, partition) = admin::coordinator_partition(&self.inner.cluster, group_id)
+            .map_err(|error| ControlError::Coordinator(format!("{error:?}")))?;
+        self.move_leader(&topic, partition, node)
     }
 
     /// The leader and leader epoch of a partition, if it exists.

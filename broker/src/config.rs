@@ -34,6 +34,19 @@ pub struct Config {
     pub topic_defaults: TopicConfig,
     /// The cluster id reported in Metadata; random when `None`.
     pub cluster_id: Option<String>,
+    /// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions`); groups
+    /// spread over them, and so over the nodes leading them.
+    pub offsets_topic_partitions: i32,
+    /// Replication factor of `__consumer_offsets`, capped at the number of nodes.
+    pub offsets_topic_replication_factor: i16,
+    /// Session timeouts a JoinGroup may ask for (`group.min/max.session.timeout.ms`).
+    pub group_min_session_timeout_ms: u64,
+    pub group_max_session_timeout_ms: u64,
+    /// `group.initial.rebalance.delay.ms`. Kafka's default is 3000; ours is 0, as test
+    /// set-ups for Kafka configure it, so a single consumer starts at once.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Members per group (`group.max.size`).
+    pub group_members_max: usize,
 }
 
 impl Default for Config {
@@ -52,6 +65,12 @@ impl Default for Config {
             default_replication_factor: 1,
             topic_defaults: TopicConfig::default(),
             cluster_id: None,
+            offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 0,
+            group_members_max: 1_000,
         }
     }
 }

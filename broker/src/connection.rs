@@ -65,7 +65,7 @@ pub async fn serve(
         scratch: BytesMut::new(),
     };
     let closed = loop {
-        if let Err(closed) = handle_buffered(&mut buffers, &mut stream, &node).await {
+        if let Err(closed) = handle_buffered(&mut buffers, &mut stream, &node, peer).await {
             break closed;
         }
         buffers.release_oversized();
@@ -100,11 +100,12 @@ async fn handle_buffered(
     buffers: &mut Buffers,
     stream: &mut BoxStream,
     node: &Node,
+    peer: SocketAddr,
 ) -> Result<(), Closed> {
     let outcome = loop {
         match next_frame(&mut buffers.input, node.cluster.config.request_bytes_max) {
             Ok(Some(frame)) => {
-                let handled = handle_frame(frame, buffers, node).await;
+                let handled = handle_frame(frame, buffers, node, peer).await;
                 if let Err(reason) = handled {
                     break Err(Closed::Refused(reason));
                 }
@@ -163,6 +164,7 @@ async fn handle_frame(
     frame: bytes::Bytes,
     buffers: &mut Buffers,
     node: &Node,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     let output = &mut buffers.output;
     match request::parse(frame).map_err(|error| error.to_string())? {
@@ -181,7 +183,7 @@ async fn handle_frame(
             let api_key = request.api_key;
             let version = request.header.request_api_version;
             let correlation_id = request.header.correlation_id;
-            match handler::dispatch(node, *request, &mut buffers.scratch).await {
+            match handler::dispatch(node, *request, &mut buffers.scratch, peer).await {
                 Outcome::Respond(body) => {
                     request::encode_response(output, api_key, version, correlation_id, &body)
                         .map_err(|error| error.to_string())

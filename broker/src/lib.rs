@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod broker;
 pub mod cluster;
 pub mod config;

@@ -166,6 +166,29 @@ impl Partition {
         });
     }
 
+    /// Appends records the broker itself writes (the group coordinator's offsets), through
+    /// the same checks and flush policy as a produce, as the partition's current leader.
+    pub fn append_internal(
+        &self,
+        records: &Bytes,
+        now_ms: i64,
+        producers_max: usize,
+    ) -> ProduceOutcome {
+        let outcome = {
+            let mut state = self.state();
+            let context = AppendContext {
+                node_id: state.leader,
+                now_ms,
+                producers_max,
+            };
+            state.produce(records, context)
+        };
+        if outcome.error.is_none() {
+            self.wake_watchers();
+        }
+        outcome
+    }
+
     /// Validates and appends the record set of one Produce partition entry.
     pub fn produce(&self, records: &Bytes, context: AppendContext) -> ProduceOutcome {
         let outcome = self.state().produce(records, context);

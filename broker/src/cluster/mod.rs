@@ -15,6 +15,7 @@ use tidepool_io::Env;
 use uuid::Uuid;
 
 use crate::config::{Config, TopicConfig};
+use crate::group::GroupCoordinator;
 use crate::log::Log;
 use crate::partition::{Partition, PartitionState, log_config};
 use crate::producer_state::ProducerStates;
@@ -83,6 +84,8 @@ pub struct Cluster {
     state: Mutex<ControllerState>,
     /// Bounds parked fetches across all nodes (`Config::parked_fetches_max`).
     pub parked_fetches: Arc<tokio::sync::Semaphore>,
+    /// Consumer groups and their committed offsets (kept in `__consumer_offsets`).
+    pub groups: GroupCoordinator,
 }
 
 struct ControllerState {
@@ -98,6 +101,11 @@ struct ControllerState {
     producer_ids_reserved_until: i64,
     /// Rotates the first replica of new topics across nodes, as Kafka's placement does.
     next_placement_start: usize,
+}
+
+/// Kafka's internal topics: clients may read them but not write them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC || name == "__transaction_state"
 }
 
 /// Kafka's legal topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
@@ -325,7 +333,7 @@ impl Cluster {
             name: request.name.clone(),
             id,
             partitions: Vec::new(),
-            internal: request.name.starts_with("__"),
+            internal: is_internal_topic(&request.name),
             config,
         };
         let partitions = assignments.len();
@@ -606,6 +614,7 @@ fn kafka_style_id(uuid: Uuid) -> String {
     id
 }
 
+mod groups;
 mod leaders;
 
 pub use leaders::LeadershipError;

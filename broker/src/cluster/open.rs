@@ -6,11 +6,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use tidepool_io::Env;
 
 use super::store::{self, StoredCluster, StoredTopic};
 use super::{Cluster, ControllerState, Topic, kafka_style_id};
 use crate::config::Config;
+use crate::group::{GroupCoordinator, GroupLimits, OFFSETS_TOPIC};
 use crate::log::{Log, LogConfig};
 use crate::partition::{Partition, PartitionState, log_config};
 use crate::producer_state::{ProducerStates, RememberedBatch};
@@ -48,6 +51,16 @@ impl Cluster {
         }
         remove_orphans(&env, &data_root, &state)?;
         let parked_fetches = Arc::new(tokio::sync::Semaphore::new(config.parked_fetches_max));
+        let offsets_partitions: Vec<Arc<Partition>> = state
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|topic| topic.partitions.clone())
+            .unwrap_or_default();
+        let groups = GroupCoordinator::new(GroupLimits {
+            members_max: config.group_members_max,
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+        });
+        groups.load(&offsets_partitions)?;
         let cluster = Cluster {
             env,
             config,
@@ -55,6 +68,7 @@ impl Cluster {
             cluster_id: stored.cluster_id,
             state: Mutex::new(state),
             parked_fetches,
+            groups,
         };
         if fresh {
             cluster.persist(&super::lock(&cluster.state))?;
@@ -106,7 +120,7 @@ fn open_topic(env: &Env, config: &Config, root: &Path, stored: &StoredTopic) -> 
         id: stored.id,
         config: topic_config,
         partitions,
-        internal: stored.name.starts_with("__"),
+        internal: super::is_internal_topic(&stored.name),
     })
 }
 

@@ -7,8 +7,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use tidepool_protocol::batch::BatchHeader;
-use tidepool_protocol::records::{self, DecodeLimits, RecordTimestamp};
 
 use crate::partition::PartitionState;
 use crate::server::Node;
@@ -82,54 +80,18 @@ fn lookup(
     };
     state.check_leader(node_id, current_leader_epoch)?;
     let log = &state.log;
-    let storage_error = |error: std::io::Error| {
-        tracing::error!(%error, "log read failed");
-        ResponseError::KafkaStorageError
+    let found = match wanted.timestamp {
+        LATEST => return Ok((-1, log.high_watermark(), state.leader_epoch)),
+        EARLIEST | EARLIEST_LOCAL => return Ok((-1, log.log_start_offset(), state.leader_epoch)),
+        MAX_TIMESTAMP => log.offset_of_max_timestamp(),
+        target => log.offset_for_timestamp(target),
     };
-    match wanted.timestamp {
-        LATEST => Ok((-1, log.high_watermark(), state.leader_epoch)),
-        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset(), state.leader_epoch)),
-        MAX_TIMESTAMP => Ok(log
-            .batch_with_max_timestamp()
-            .map_err(storage_error)?
-            .map_or(NOT_FOUND, |batch| {
-                in_batch(&batch, |records| {
-                    let max = records.iter().map(|r| r.timestamp).max()?;
-                    records.iter().find(|r| r.timestamp == max).copied()
-                })
-            })),
-        target => Ok(log
-            .batch_by_timestamp(target)
-            .map_err(storage_error)?
-            .map_or(NOT_FOUND, |batch| {
-                in_batch(&batch, |records| {
-                    records.iter().find(|r| r.timestamp >= target).copied()
-                })
-            })),
-    }
-}
-
-/// Picks a record of a stored batch. A batch whose records cannot be read (compressed bytes
-/// the codec rejects) falls back to its header: base offset and max timestamp.
-fn in_batch(batch: &[u8], pick: impl Fn(&[RecordTimestamp]) -> Option<RecordTimestamp>) -> Found {
-    let Ok(header) = BatchHeader::parse(batch) else {
-        return NOT_FOUND;
-    };
-    let picked = match records::timestamps(batch, &DecodeLimits::default()) {
-        Ok(timestamps) => pick(&timestamps),
+    match found {
+        Ok(Some(found)) => Ok((found.timestamp, found.offset, found.leader_epoch)),
+        Ok(None) => Ok(NOT_FOUND),
         Err(error) => {
-            tracing::warn!(%error, base_offset = header.base_offset, "stored batch has unreadable records");
-            Some(RecordTimestamp {
-                offset: header.base_offset,
-                timestamp: header.max_timestamp,
-            })
+            tracing::error!(%error, "log read failed");
+            Err(ResponseError::KafkaStorageError)
         }
-    };
-    picked.map_or(NOT_FOUND, |record| {
-        (
-            record.timestamp,
-            record.offset,
-            header.partition_leader_epoch,
-        )
-    })
+    }
 }

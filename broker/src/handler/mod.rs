@@ -5,14 +5,25 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -35,7 +46,26 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
+
+/// Who sent a request, for what group members report about themselves.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client_id: String,
+    /// As Kafka shows it: a slash and the peer's address.
+    pub host: String,
+}
 
 /// The versions of `api_key` we answer, if we implement it.
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -56,9 +86,23 @@ pub enum Outcome {
 }
 
 /// `scratch` is the connection's reusable read buffer (see `Segment::read_batches`).
-pub async fn dispatch(node: &Node, request: Request, scratch: &mut BytesMut) -> Outcome {
+pub async fn dispatch(
+    node: &Node,
+    request: Request,
+    scratch: &mut BytesMut,
+    peer: std::net::SocketAddr,
+) -> Outcome {
     let version = request.header.request_api_version;
     let api_key = request.api_key;
+    let caller = Caller {
+        client_id: request
+            .header
+            .client_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned(),
+        host: format!("/{}", peer.ip()),
+    };
     let response = match request.body {
         RequestKind::ApiVersions(body) => {
             ResponseKind::ApiVersions(api_versions::handle(version, body))
@@ -90,6 +134,35 @@ pub async fn dispatch(node: &Node, request: Request, scratch: &mut BytesMut) -> 
         }
         RequestKind::DescribeCluster(body) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(node, version, body))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(node, version, body))
+        }
+        RequestKind::JoinGroup(body) => {
+            ResponseKind::JoinGroup(join_group::handle(node, version, &caller, body).await)
+        }
+        RequestKind::SyncGroup(body) => {
+            ResponseKind::SyncGroup(sync_group::handle(node, body).await)
+        }
+        RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(heartbeat::handle(node, body)),
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(leave_group::handle(node, version, body))
+        }
+        RequestKind::OffsetCommit(body) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(node, body))
+        }
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(node, version, body))
+        }
+        RequestKind::ListGroups(body) => ResponseKind::ListGroups(list_groups::handle(node, body)),
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(node, version, body))
+        }
+        RequestKind::DeleteGroups(body) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(node, body))
+        }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(node, body))
         }
         _ => {
             // `request::parse` refuses APIs outside SUPPORTED_APIS, so this is a table bug.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tidepool_io::Disk;
 use tidepool_protocol::batch::{self, BatchHeader, HEADER_BYTES};
+use tidepool_protocol::records::{self, DecodeLimits, RecordTimestamp};
 
 use segment::{BatchLocation, Segment};
 
@@ -44,6 +45,39 @@ pub enum ReadError {
     },
     #[error("log read failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// A record found by timestamp, with the leader epoch of the batch holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampedOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+    pub leader_epoch: i32,
+}
+
+/// Picks a record of a stored batch. A batch whose records cannot be read (compressed bytes
+/// the codec rejects: produce checks only the batch CRC) falls back to its header: base offset
+/// and max timestamp.
+fn pick_record(
+    batch: &[u8],
+    pick: impl Fn(&[RecordTimestamp]) -> Option<RecordTimestamp>,
+) -> Option<TimestampedOffset> {
+    let header = BatchHeader::parse(batch).ok()?;
+    let picked = match records::timestamps(batch, &DecodeLimits::default()) {
+        Ok(timestamps) => pick(&timestamps),
+        Err(error) => {
+            tracing::warn!(%error, base_offset = header.base_offset, "stored batch has unreadable records");
+            Some(RecordTimestamp {
+                offset: header.base_offset,
+                timestamp: header.max_timestamp,
+            })
+        }
+    };
+    picked.map(|record| TimestampedOffset {
+        timestamp: record.timestamp,
+        offset: record.offset,
+        leader_epoch: header.partition_leader_epoch,
+    })
 }
 
 /// A log opened from its files, and what recovery had to cut.
@@ -427,6 +461,25 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    /// The first record with a timestamp at or past `target` (ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&self, target: i64) -> io::Result<Option<TimestampedOffset>> {
+        Ok(self.batch_by_timestamp(target)?.and_then(|batch| {
+            pick_record(&batch, |records| {
+                records.iter().find(|r| r.timestamp >= target).copied()
+            })
+        }))
+    }
+
+    /// The first record carrying the largest timestamp in the log (ListOffsets, KIP-734).
+    pub fn offset_of_max_timestamp(&self) -> io::Result<Option<TimestampedOffset>> {
+        Ok(self.batch_with_max_timestamp()?.and_then(|batch| {
+            pick_record(&batch, |records| {
+                let max = records.iter().map(|r| r.timestamp).max()?;
+                records.iter().find(|r| r.timestamp == max).copied()
+            })
+        }))
     }
 
     /// The first batch with a max timestamp at or past `timestamp`, as raw bytes.
