@@ -225,7 +225,10 @@ pub fn reset_offsets(
 }
 
 /// The `__consumer_offsets` partition whose leader coordinates `group_id`.
-pub fn coordinator_partition(cluster: &Cluster, group_id: &str) -> Result<(String, i32), ResponseError> {
+pub fn coordinator_partition(
+    cluster: &Cluster,
+    group_id: &str,
+) -> Result<(String, i32), ResponseError> {
     let partition = cluster.offsets_partition(group_id)?;
     Ok((OFFSETS_TOPIC.to_owned(), partition.index))
 }

@@ -249,3 +249,230 @@ async fn producer_ids_epochs_and_cluster_answer_at_every_version() {
         );
     }
 }
+
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_owned())
+}
+
+/// Joins group `id` at JoinGroup `version` (through MEMBER_ID_REQUIRED from v4) and syncs;
+/// returns (member id, generation).
+async fn join_and_sync(
+    client: &mut Client,
+    id: &str,
+    version: i16,
+    sync_version: i16,
+) -> (String, i32) {
+    let request = |member: &str| {
+        let mut request = JoinGroupRequest::default()
+            .with_group_id(GroupId(text(id)))
+            .with_session_timeout_ms(10_000)
+            .with_member_id(text(member))
+            .with_protocol_type(text("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(text("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"m")),
+            ]);
+        if version >= 1 {
+            request.rebalance_timeout_ms = 10_000;
+        }
+        request
+    };
+    let mut answer = client.call(version, request("")).await;
+    if version >= 4 {
+        assert_eq!(
+            answer.error_code,
+            kafka_protocol::ResponseError::MemberIdRequired.code(),
+            "JoinGroup v{version}"
+        );
+        let member = answer.member_id.to_string();
+        answer = client.call(version, request(&member)).await;
+    }
+    assert_eq!(answer.error_code, 0, "JoinGroup v{version}");
+    let member_id = answer.member_id.to_string();
+    let mut sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(text(id)))
+        .with_generation_id(answer.generation_id)
+        .with_member_id(text(&member_id));
+    if sync_version >= 5 {
+        sync.protocol_type = Some(text("consumer"));
+        sync.protocol_name = Some(text("range"));
+    }
+    assert_eq!(
+        client.call(sync_version, sync).await.error_code,
+        0,
+        "SyncGroup v{sync_version}"
+    );
+    (member_id, answer.generation_id)
+}
+
+#[tokio::test]
+async fn group_apis_answer_at_every_version() {
+    let broker = start_default().await;
+    let mut client = Client::connect(&broker).await;
+    topic_with_records(&mut client, &broker, "t").await;
+    for version in versions(ApiKey::FindCoordinator) {
+        let request = if version >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![text("g")])
+        } else {
+            FindCoordinatorRequest::default().with_key(text("g"))
+        };
+        let response = client.call(version, request).await;
+        let code = if version >= 4 {
+            response.coordinators[0].error_code
+        } else {
+            response.error_code
+        };
+        assert_eq!(code, 0, "FindCoordinator v{version}");
+    }
+    let sync_versions: Vec<i16> = versions(ApiKey::SyncGroup).collect();
+    for version in versions(ApiKey::JoinGroup) {
+        let group_id = format!("join-{version}");
+        let sync_version = sync_versions[(version as usize).min(sync_versions.len() - 1)];
+        let (member_id, generation) =
+            join_and_sync(&mut client, &group_id, version, sync_version).await;
+        assert_eq!(generation, 1);
+        for heartbeat_version in versions(ApiKey::Heartbeat) {
+            let request = HeartbeatRequest::default()
+                .with_group_id(GroupId(text(&group_id)))
+                .with_generation_id(generation)
+                .with_member_id(text(&member_id));
+            assert_eq!(
+                client.call(heartbeat_version, request).await.error_code,
+                0,
+                "Heartbeat v{heartbeat_version}"
+            );
+        }
+    }
+    for version in versions(ApiKey::OffsetCommit) {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(text("simple")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(i64::from(version)),
+                    ]),
+            ]);
+        let response = client.call(version, request).await;
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{version}"
+        );
+    }
+    for version in versions(ApiKey::OffsetFetch) {
+        let committed = if version >= 8 {
+            let request = OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(text("simple")))
+                    .with_topics(Some(vec![
+                        OffsetFetchRequestTopics::default()
+                            .with_name(topic_name("t"))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ]);
+            client.call(version, request).await.groups[0].topics[0].partitions[0].committed_offset
+        } else {
+            let request = OffsetFetchRequest::default()
+                .with_group_id(GroupId(text("simple")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_partition_indexes(vec![0]),
+                ]));
+            client.call(version, request).await.topics[0].partitions[0].committed_offset
+        };
+        assert_eq!(
+            committed, 9,
+            "OffsetFetch v{version}: the last commit was at v9"
+        );
+    }
+    for version in versions(ApiKey::ListGroups) {
+        let listed = client.call(version, ListGroupsRequest::default()).await;
+        assert!(
+            listed
+                .groups
+                .iter()
+                .any(|g| g.group_id.0.as_str() == "simple"),
+            "ListGroups v{version}"
+        );
+    }
+    for version in versions(ApiKey::DescribeGroups) {
+        let described = client
+            .call(
+                version,
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(text("join-0"))]),
+            )
+            .await;
+        assert_eq!(
+            described.groups[0].group_state.as_str(),
+            "Stable",
+            "DescribeGroups v{version}"
+        );
+    }
+    for version in versions(ApiKey::OffsetDelete) {
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(text("simple")))
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0),
+                    ]),
+            ]);
+        assert_eq!(
+            client.call(version, request).await.error_code,
+            0,
+            "OffsetDelete v{version}"
+        );
+    }
+    for version in versions(ApiKey::LeaveGroup) {
+        let group_id = format!("join-{}", version + 2);
+        let member = broker.control().describe_group(&group_id).unwrap().members[0]
+            .member_id
+            .clone();
+        let request = if version >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(text(&group_id)))
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(text(&member)),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(text(&group_id)))
+                .with_member_id(text(&member))
+        };
+        let response = client.call(version, request).await;
+        let code = if version >= 3 {
+            response.members[0].error_code
+        } else {
+            response.error_code
+        };
+        assert_eq!(code, 0, "LeaveGroup v{version}");
+    }
+    for version in versions(ApiKey::DeleteGroups) {
+        let group_id = format!("join-{}", version + 2);
+        let response = client
+            .call(
+                version,
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(text(&group_id))]),
+            )
+            .await;
+        assert_eq!(response.results[0].error_code, 0, "DeleteGroups v{version}");
+    }
+}

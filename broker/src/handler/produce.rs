@@ -46,7 +46,9 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
             let outcome = match (&topic, refusal) {
                 (_, Some(error)) => failure(error),
                 (Err(refusal), None) => failure(refusal.error),
-                (Ok(topic), None) if topic.internal => failure(ResponseError::InvalidTopicException),
+                (Ok(topic), None) if topic.internal => {
+                    failure(ResponseError::InvalidTopicException)
+                }
                 (Ok(topic), None) => match topic.partitions.get(partition_data.index as usize) {
                     Some(partition) => {
                         let records = partition_data.records.unwrap_or_default();

@@ -1,0 +1,970 @@
+//! The classic consumer-group state machine (`group::state::Group`) checked against a reference
+//! model of Kafka's classic group protocol with proptest-state-machine.
+//!
+//! The model (`Model`) is written from Kafka's `GroupMetadataManager` and `ClassicGroup`
+//! (group-coordinator, classic groups), not from `state.rs`. Where Kafka leaves a choice open
+//! it fixes one that any correct group may take, or accepts every allowed outcome:
+//! - the leader stays while it is a member; when it is gone, the earliest arrival among the
+//!   members that joined the new generation leads (Kafka takes any of them);
+//! - protocols with equal votes may each be selected, so the model keeps the set of winners;
+//! - the first rebalance of an empty group waits `initial_rebalance_delay` once, without
+//!   Kafka's extensions for each newcomer; after that it waits for every member (and every
+//!   member id handed out with MEMBER_ID_REQUIRED) until the rebalance timeout;
+//! - a JoinGroup, a SyncGroup and a Heartbeat all keep a member's session alive;
+//! - members that did not rejoin when a rebalance completes leave the group, static ones too.
+//!
+//! Transitions are what clients send (JoinGroup with and without KIP-394's
+//! `require_known_member_id`, dynamic and static; SyncGroup from the leader and followers;
+//! Heartbeat; LeaveGroup by member id and by instance id; OffsetCommit's `check_commit`),
+//! time passing (`tick`) and deletion (`kill`). A client has one JoinGroup or SyncGroup in
+//! flight at a time, as the Java consumer does. Time only moves forward by `Tick`, and never
+//! past the model's next deadline, so every tick handles the events of one instant.
+//!
+//! After every transition the test compares the group with the model and checks, without the
+//! model: the generation never decreases; a commit at a generation other than the current
+//! one is refused (except a simple consumer's, generation -1 on an Empty group); in Stable
+//! every assignment carries the current generation's tag; a Completing or Stable group's
+//! leader is a member; an instance id maps to one member; every join answer names the
+//! group's generation at that time; Empty ⇔ no members once rebalances complete; the group
+//! never exceeds `members_max`; every parked request is answered exactly once, and never
+//! outlives its member; `next_deadline` is never in the past and never later than the
+//! model's next event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::strategy::Union;
+use proptest::test_runner::FileFailurePersistence;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+use tidepool_broker::group::state::{
+    Completions, Group, GroupError, GroupLimits, GroupState, JoinAnswer, JoinRequest, Protocol,
+    Reply, SyncRequest,
+};
+
+/// Protocol type and (name, metadata) per protocol, as a client sends them in JoinGroup.
+/// Entries 0 and 1 differ only in metadata: a changed subscription with the same assignor.
+const PROTOCOL_SETS: [(&str, &[(&str, &str)]); 7] = [
+    ("consumer", &[("range", "r1")]),
+    ("consumer", &[("range", "r2")]),
+    ("consumer", &[("range", "r1"), ("roundrobin", "rr1")]),
+    ("consumer", &[("roundrobin", "rr1"), ("range", "r1")]),
+    ("consumer", &[("roundrobin", "rr1")]),
+    ("consumer", &[]),
+    ("connect", &[("range", "r1")]),
+];
+
+/// (session timeout, rebalance timeout) in milliseconds; some sessions outlast rebalances.
+const TIMEOUTS_MS: [(u64, u64); 3] = [(10_000, 15_000), (6_000, 4_000), (20_000, 8_000)];
+
+const CLIENTS: [&str; 3] = ["c0", "c1", "c2"];
+const INSTANCES: [&str; 3] = ["i0", "i1", "i2"];
+const GHOST: &str = "ghost-n0";
+const TICK_STEPS_MS: [u64; 5] = [500, 2_000, 5_000, 12_000, 40_000];
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// The bytes a leader assigns to `member_id` in `generation`.
+fn assignment_bytes(generation: i32, member_id: &str) -> Bytes {
+    Bytes::from(format!("g{generation}:{member_id}"))
+}
+
+/// The generation an assignment was made in, from its tag.
+fn assignment_generation(assignment: &Bytes) -> Option<i32> {
+    let text = std::str::from_utf8(assignment).ok()?;
+    text.strip_prefix('g')?.split(':').next()?.parse().ok()
+}
+
+// ---- Transitions -------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncProtocol {
+    /// The protocol type and name of the member's join answer (the group's).
+    AsJoined,
+    /// SyncGroup before v5 carries neither.
+    Omitted,
+    /// A protocol name the group did not select.
+    Wrong,
+}
+
+#[derive(Clone, Debug)]
+enum Transition {
+    /// JoinGroup without a member id: a new client, or a static member that restarted.
+    JoinNew {
+        client: &'static str,
+        instance: Option<&'static str>,
+        require_known_member_id: bool,
+        protocols: usize,
+        timeouts: usize,
+        /// Makes the new member id `<instance or client>-n<suffix>`.
+        suffix: u64,
+    },
+    /// JoinGroup with a member id: KIP-394's second join, or a member rejoining.
+    Rejoin {
+        member_id: String,
+        instance: Option<String>,
+        protocols: usize,
+        timeouts: usize,
+    },
+    /// SyncGroup; the leader assigns `g<generation>:<member>` to each of `assign_to`.
+    Sync {
+        member_id: String,
+        instance: Option<String>,
+        generation: i32,
+        protocol: SyncProtocol,
+        assign_to: Vec<String>,
+    },
+    Heartbeat {
+        member_id: String,
+        instance: Option<String>,
+        generation: i32,
+    },
+    /// LeaveGroup by member id, or by instance id alone (an empty member id).
+    Leave {
+        member_id: String,
+        instance: Option<String>,
+    },
+    CheckCommit {
+        member_id: String,
+        instance: Option<String>,
+        generation: i32,
+    },
+    Tick {
+        to_ms: u64,
+    },
+    Kill,
+}
+
+// ---- What the model expects a transition to answer ---------------------------------------------
+
+/// A successful join answer as the test compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct JoinView {
+    member_id: String,
+    generation: i32,
+    leader: String,
+    /// Every member's id for the leader (sorted); empty for followers.
+    members: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Answer {
+    #[default]
+    Nothing,
+    JoinParked(String),
+    Joined(Result<JoinView, GroupError>),
+    SyncParked(String),
+    Synced(Result<Bytes, GroupError>),
+    Status(Result<(), GroupError>),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Expected {
+    answer: Answer,
+    joins: BTreeMap<String, Result<JoinView, GroupError>>,
+    syncs: BTreeMap<String, Result<Bytes, GroupError>>,
+}
+
+// ---- The reference model -----------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    members_max: usize,
+    initial_delay_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+struct ModelMember {
+    instance: Option<String>,
+    protocols: usize,
+    timeouts: usize,
+    /// A JoinGroup of this member waits for the rebalance to complete.
+    joining: bool,
+    /// A SyncGroup of this member waits for the leader's assignment.
+    syncing: bool,
+    session_deadline_ms: u64,
+    /// Joined a generation and has not sent SyncGroup yet: removed at this time (Kafka's
+    /// pending-sync expiry, in CompletingRebalance and in Stable).
+    sync_deadline_ms: Option<u64>,
+    /// The generation of the last join answer this member's client received.
+    known_generation: Option<i32>,
+    arrival: u64,
+    assignment: Bytes,
+}
+
+impl ModelMember {
+    fn session_ms(&self) -> u64 {
+        TIMEOUTS_MS[self.timeouts].0
+    }
+
+    fn rebalance_ms(&self) -> u64 {
+        TIMEOUTS_MS[self.timeouts].1
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'static str> {
+        PROTOCOL_SETS[self.protocols].1.iter().map(|(name, _)| *name)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Model {
+    limits: Limits,
+    initial_generation: i32,
+    now_ms: u64,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<&'static str>,
+    /// The protocols the last completed join may have selected (ties are Kafka's choice).
+    protocol_choices: BTreeSet<&'static str>,
+    leader: Option<String>,
+    members: BTreeMap<String, ModelMember>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, with their expiry.
+    pending: BTreeMap<String, u64>,
+    /// Instance id → member id.
+    statics: BTreeMap<String, String>,
+    rebalance_deadline_ms: Option<u64>,
+    initial_delay_until_ms: Option<u64>,
+    arrivals: u64,
+    next_suffix: u64,
+    /// Member ids that were in the group once and are no longer, for stale requests.
+    retired: BTreeSet<String>,
+    expected: Expected,
+}
+
+impl Model {
+    fn new(limits: Limits, initial_generation: i32) -> Model {
+        Model {
+            limits,
+            initial_generation,
+            now_ms: 0,
+            state: GroupState::Empty,
+            generation: initial_generation,
+            protocol_type: None,
+            protocol_choices: BTreeSet::new(),
+            leader: None,
+            members: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            statics: BTreeMap::new(),
+            rebalance_deadline_ms: None,
+            initial_delay_until_ms: None,
+            arrivals: 0,
+            next_suffix: 0,
+            retired: BTreeSet::new(),
+            expected: Expected::default(),
+        }
+    }
+
+    fn is_parked(&self, member_id: &str) -> bool {
+        self.members
+            .get(member_id)
+            .is_some_and(|member| member.joining || member.syncing)
+    }
+
+    fn instance_of(&self, member_id: &str) -> Option<String> {
+        self.members
+            .get(member_id)
+            .and_then(|member| member.instance.clone())
+    }
+
+    /// The earliest time at which time passing changes the group.
+    fn next_deadline_ms(&self) -> Option<u64> {
+        if self.state == GroupState::Dead {
+            return None;
+        }
+        let syncs_expire = matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        );
+        let sessions = self.members.values().flat_map(|member| {
+            let session =
+                (!member.joining && !member.syncing).then_some(member.session_deadline_ms);
+            let sync = member.sync_deadline_ms.filter(|_| syncs_expire);
+            session.into_iter().chain(sync)
+        });
+        let preparing = self.state == GroupState::PreparingRebalance;
+        let rebalance = self.rebalance_deadline_ms.filter(|_| preparing);
+        let initial_delay = self
+            .initial_delay_until_ms
+            .filter(|until| preparing && *until > self.now_ms);
+        sessions
+            .chain(self.pending.values().copied())
+            .chain(rebalance)
+            .chain(initial_delay)
+            .min()
+    }
+
+    fn apply(&mut self, transition: &Transition) {
+        self.expected = Expected::default();
+        let answer = match transition {
+            Transition::JoinNew {
+                client,
+                instance,
+                require_known_member_id,
+                protocols,
+                timeouts,
+                suffix,
+            } => {
+                self.next_suffix = self.next_suffix.max(suffix + 1);
+                let member_id = format!("{}-n{suffix}", instance.unwrap_or(client));
+                self.join_new(
+                    member_id,
+                    *instance,
+                    *require_known_member_id,
+                    *protocols,
+                    *timeouts,
+                )
+            }
+            Transition::Rejoin {
+                member_id,
+                instance,
+                protocols,
+                timeouts,
+            } => self.rejoin(member_id, instance.as_deref(), *protocols, *timeouts),
+            Transition::Sync {
+                member_id,
+                instance,
+                generation,
+                protocol,
+                assign_to,
+            } => Answer::Synced(Ok(Bytes::new())).max_with(self.sync(
+                member_id,
+                instance.as_deref(),
+                *generation,
+                *protocol,
+                assign_to,
+            )),
+            Transition::Heartbeat {
+                member_id,
+                instance,
+                generation,
+            } => Answer::Status(self.heartbeat(member_id, instance.as_deref(), *generation)),
+            Transition::Leave {
+                member_id,
+                instance,
+            } => Answer::Status(self.leave(member_id, instance.as_deref())),
+            Transition::CheckCommit {
+                member_id,
+                instance,
+                generation,
+            } => Answer::Status(self.check_commit(member_id, instance.as_deref(), *generation)),
+            Transition::Tick { to_ms } => {
+                self.tick(*to_ms);
+                Answer::Nothing
+            }
+            Transition::Kill => {
+                self.kill();
+                Answer::Nothing
+            }
+        };
+        self.expected.answer = answer;
+    }
+
+    // ---- Membership checks ---------------------------------------------------------------------
+
+    /// Kafka's `supportsProtocols`: an empty group takes any non-empty protocol list; otherwise
+    /// the type must match and one protocol must be supported by every member.
+    fn supports(&self, protocols: usize) -> bool {
+        let (protocol_type, offered) = PROTOCOL_SETS[protocols];
+        if protocol_type.is_empty() || offered.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        self.protocol_type == Some(protocol_type)
+            && offered
+                .iter()
+                .any(|(name, _)| self.candidates().contains(name))
+    }
+
+    /// Protocols every member supports.
+    fn candidates(&self) -> BTreeSet<&'static str> {
+        let mut members = self.members.values();
+        let Some(first) = members.next() else {
+            return BTreeSet::new();
+        };
+        let mut common: BTreeSet<&'static str> = first.names().collect();
+        for member in members {
+            let names: BTreeSet<&'static str> = member.names().collect();
+            common.retain(|name| names.contains(name));
+        }
+        common
+    }
+
+    /// Kafka's `selectProtocol`: every member votes for its most preferred candidate; any of
+    /// the protocols with the most votes may win.
+    fn protocol_winners(&self) -> BTreeSet<&'static str> {
+        let candidates = self.candidates();
+        let mut votes: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some(choice) = member.names().find(|name| candidates.contains(name)) {
+                *votes.entry(choice).or_default() += 1;
+            }
+        }
+        let most = votes.values().copied().max().unwrap_or_default();
+        votes
+            .into_iter()
+            .filter(|(_, count)| *count == most)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Kafka's `validateMember`: an instance id must be registered and name this member.
+    fn validate(&self, member_id: &str, instance: Option<&str>) -> Result<(), GroupError> {
+        if let Some(instance) = instance {
+            match self.statics.get(instance) {
+                None => return Err(GroupError::UnknownMemberId),
+                Some(current) if current != member_id => {
+                    return Err(GroupError::FencedInstanceId);
+                }
+                Some(_) => {}
+            }
+        }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(GroupError::UnknownMemberId)
+        }
+    }
+
+    fn touch(&mut self, member_id: &str) {
+        let now_ms = self.now_ms;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.session_deadline_ms = now_ms + member.session_ms();
+        }
+    }
+
+    fn join_view(&self, member_id: &str, with_members: bool) -> JoinView {
+        JoinView {
+            member_id: member_id.to_owned(),
+            generation: self.generation,
+            leader: self.leader.clone().unwrap_or_default(),
+            members: if with_members {
+                self.members.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    // ---- JoinGroup -----------------------------------------------------------------------------
+
+    fn join_new(
+        &mut self,
+        member_id: String,
+        instance: Option<&str>,
+        require_known_member_id: bool,
+        protocols: usize,
+        timeouts: usize,
+    ) -> Answer {
+        if self.state == GroupState::Dead {
+            return Answer::Joined(Err(GroupError::CoordinatorNotAvailable));
+        }
+        if !self.supports(protocols) {
+            return Answer::Joined(Err(GroupError::InconsistentGroupProtocol));
+        }
+        if let Some(instance) = instance {
+            if let Some(old_id) = self.statics.get(instance).cloned() {
+                return self.replace_static_member(old_id, member_id, protocols, timeouts);
+            }
+            if self.members.len() >= self.limits.members_max {
+                return Answer::Joined(Err(GroupError::GroupMaxSizeReached));
+            }
+            self.statics.insert(instance.to_owned(), member_id.clone());
+            return self.add_member(member_id, Some(instance), protocols, timeouts);
+        }
+        // A member id handed out reserves its place, so pending ids count towards the size.
+        if self.members.len() + self.pending.len() >= self.limits.members_max {
+            return Answer::Joined(Err(GroupError::GroupMaxSizeReached));
+        }
+        if require_known_member_id {
+            let session_ms = TIMEOUTS_MS[timeouts].0;
+            self.pending
+                .insert(member_id.clone(), self.now_ms + session_ms);
+            return Answer::Joined(Err(GroupError::MemberIdRequired(member_id)));
+        }
+        self.add_member(member_id, None, protocols, timeouts)
+    }
+
+    fn rejoin(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        protocols: usize,
+        timeouts: usize,
+    ) -> Answer {
+        if self.state == GroupState::Dead {
+            return Answer::Joined(Err(GroupError::CoordinatorNotAvailable));
+        }
+        if !self.supports(protocols) {
+            return Answer::Joined(Err(GroupError::InconsistentGroupProtocol));
+        }
+        if self.pending.contains_key(member_id) {
+            return self.add_member(member_id.to_owned(), None, protocols, timeouts);
+        }
+        if let Err(error) = self.validate(member_id, instance) {
+            return Answer::Joined(Err(error));
+        }
+        let unchanged = self.members[member_id].protocols == protocols;
+        let leads = self.leader.as_deref() == Some(member_id);
+        match self.state {
+            GroupState::PreparingRebalance => {
+                self.await_join(member_id, protocols, timeouts);
+                self.maybe_complete_join();
+                Answer::JoinParked(member_id.to_owned())
+            }
+            GroupState::CompletingRebalance if unchanged => {
+                // A retried join: the same answer again.
+                self.touch(member_id);
+                Answer::Joined(Ok(self.join_view(member_id, leads)))
+            }
+            GroupState::Stable if unchanged && !leads => {
+                self.touch(member_id);
+                Answer::Joined(Ok(self.join_view(member_id, false)))
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.await_join(member_id, protocols, timeouts);
+                self.prepare_rebalance();
+                self.maybe_complete_join();
+                Answer::JoinParked(member_id.to_owned())
+            }
+            GroupState::Empty | GroupState::Dead => {
+                Answer::Joined(Err(GroupError::UnknownMemberId))
+            }
+        }
+    }
+
+    /// Kafka's `replaceStaticMember` then `updateStaticMemberThenRebalanceOrCompleteJoin`.
+    fn replace_static_member(
+        &mut self,
+        old_id: String,
+        new_id: String,
+        protocols: usize,
+        timeouts: usize,
+    ) -> Answer {
+        let Some(mut member) = self.members.remove(&old_id) else {
+            return Answer::Joined(Err(GroupError::UnknownMemberId));
+        };
+        if member.joining {
+            self.expected
+                .joins
+                .insert(old_id.clone(), Err(GroupError::FencedInstanceId));
+        }
+        if member.syncing {
+            self.expected
+                .syncs
+                .insert(old_id.clone(), Err(GroupError::FencedInstanceId));
+        }
+        member.joining = false;
+        member.syncing = false;
+        let unchanged = member.protocols == protocols;
+        let instance = member.instance.clone().unwrap_or_default();
+        self.members.insert(new_id.clone(), member);
+        self.statics.insert(instance, new_id.clone());
+        if self.leader.as_deref() == Some(old_id.as_str()) {
+            self.leader = Some(new_id.clone());
+        }
+        self.retired.insert(old_id);
+        if self.state == GroupState::Stable && unchanged {
+            let generation = self.generation;
+            let member = self.members.get_mut(&new_id).expect("inserted above");
+            member.timeouts = timeouts;
+            member.known_generation = Some(generation);
+            self.touch(&new_id);
+            return Answer::Joined(Ok(self.join_view(&new_id, false)));
+        }
+        self.await_join(&new_id, protocols, timeouts);
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::CompletingRebalance
+        ) {
+            self.prepare_rebalance();
+        }
+        self.maybe_complete_join();
+        Answer::JoinParked(new_id)
+    }
+
+    fn add_member(
+        &mut self,
+        member_id: String,
+        instance: Option<&str>,
+        protocols: usize,
+        timeouts: usize,
+    ) -> Answer {
+        self.pending.remove(&member_id);
+        if self.members.is_empty() {
+            self.protocol_type = Some(PROTOCOL_SETS[protocols].0);
+        }
+        self.arrivals += 1;
+        let member = ModelMember {
+            instance: instance.map(str::to_owned),
+            protocols,
+            timeouts,
+            joining: true,
+            syncing: false,
+            session_deadline_ms: self.now_ms + TIMEOUTS_MS[timeouts].0,
+            sync_deadline_ms: None,
+            known_generation: None,
+            arrival: self.arrivals,
+            assignment: Bytes::new(),
+        };
+        self.members.insert(member_id.clone(), member);
+        if self.leader.is_none() {
+            self.leader = Some(member_id.clone());
+        }
+        if matches!(
+            self.state,
+            GroupState::Empty | GroupState::Stable | GroupState::CompletingRebalance
+        ) {
+            self.prepare_rebalance();
+        }
+        self.maybe_complete_join();
+        Answer::JoinParked(member_id)
+    }
+
+    fn await_join(&mut self, member_id: &str, protocols: usize, timeouts: usize) {
+        let now_ms = self.now_ms;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.protocols = protocols;
+            member.timeouts = timeouts;
+            member.joining = true;
+            member.sync_deadline_ms = None;
+            member.session_deadline_ms = now_ms + member.session_ms();
+        }
+    }
+
+    /// Kafka's `prepareRebalance`.
+    fn prepare_rebalance(&mut self) {
+        if self.state == GroupState::CompletingRebalance {
+            for (member_id, member) in &mut self.members {
+                if member.syncing {
+                    member.syncing = false;
+                    self.expected
+                        .syncs
+                        .insert(member_id.clone(), Err(GroupError::RebalanceInProgress));
+                }
+            }
+        }
+        for member in self.members.values_mut() {
+            member.assignment = Bytes::new();
+            member.sync_deadline_ms = None;
+        }
+        let rebalance_ms = self
+            .members
+            .values()
+            .map(ModelMember::rebalance_ms)
+            .max()
+            .unwrap_or_default();
+        if self.state == GroupState::Empty {
+            self.initial_delay_until_ms =
+                Some(self.now_ms + self.limits.initial_delay_ms.min(rebalance_ms));
+        }
+        self.rebalance_deadline_ms = Some(self.now_ms + rebalance_ms);
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    fn maybe_complete_join(&mut self) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        if self
+            .initial_delay_until_ms
+            .is_some_and(|until| self.now_ms < until)
+        {
+            return;
+        }
+        let everyone_joined =
+            self.members.values().all(|member| member.joining) && self.pending.is_empty();
+        let timed_out = self
+            .rebalance_deadline_ms
+            .is_some_and(|deadline| deadline <= self.now_ms);
+        if everyone_joined || timed_out {
+            self.complete_join();
+        }
+    }
+
+    /// Kafka's `completeClassicGroupJoin` and `initNextGeneration`.
+    fn complete_join(&mut self) {
+        let absent: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, member)| !member.joining)
+            .map(|(member_id, _)| member_id.clone())
+            .collect();
+        for member_id in absent {
+            self.forget(&member_id);
+        }
+        self.initial_delay_until_ms = None;
+        self.rebalance_deadline_ms = None;
+        let leader_stays = self
+            .leader
+            .as_ref()
+            .is_some_and(|leader| self.members.contains_key(leader));
+        if !leader_stays {
+            self.leader = self
+                .members
+                .iter()
+                .min_by_key(|(_, member)| member.arrival)
+                .map(|(member_id, _)| member_id.clone());
+        }
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.protocol_choices.clear();
+            self.state = GroupState::Empty;
+            return;
+        }
+        self.protocol_choices = self.protocol_winners();
+        self.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for member_id in ids {
+            let leads = self.leader.as_deref() == Some(member_id.as_str());
+            let view = self.join_view(&member_id, leads);
+            let (now_ms, generation) = (self.now_ms, self.generation);
+            let member = self.members.get_mut(&member_id).expect("listed above");
+            member.joining = false;
+            member.known_generation = Some(generation);
+            member.session_deadline_ms = now_ms + member.session_ms();
+            member.sync_deadline_ms = Some(now_ms + member.rebalance_ms());
+            self.expected.joins.insert(member_id, Ok(view));
+        }
+    }
+
+    // ---- SyncGroup -----------------------------------------------------------------------------
+
+    fn sync(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        protocol: SyncProtocol,
+        assign_to: &[String],
+    ) -> Answer {
+        if self.state == GroupState::Dead {
+            return Answer::Synced(Err(GroupError::CoordinatorNotAvailable));
+        }
+        if let Err(error) = self.validate(member_id, instance) {
+            return Answer::Synced(Err(error));
+        }
+        if generation != self.generation {
+            return Answer::Synced(Err(GroupError::IllegalGeneration));
+        }
+        if protocol == SyncProtocol::Wrong {
+            return Answer::Synced(Err(GroupError::InconsistentGroupProtocol));
+        }
+        match self.state {
+            GroupState::Empty | GroupState::Dead => {
+                Answer::Synced(Err(GroupError::UnknownMemberId))
+            }
+            GroupState::PreparingRebalance => {
+                Answer::Synced(Err(GroupError::RebalanceInProgress))
+            }
+            GroupState::Stable => {
+                self.touch(member_id);
+                let member = self.members.get_mut(member_id).expect("validated");
+                member.sync_deadline_ms = None;
+                Answer::Synced(Ok(member.assignment.clone()))
+            }
+            GroupState::CompletingRebalance => {
+                self.touch(member_id);
+                let member = self.members.get_mut(member_id).expect("validated");
+                member.syncing = true;
+                member.sync_deadline_ms = None;
+                if self.leader.as_deref() == Some(member_id) {
+                    self.propagate_assignment(generation, assign_to);
+                }
+                Answer::SyncParked(member_id.to_owned())
+            }
+        }
+    }
+
+    /// Kafka's `setAndPropagateAssignment`: every member gets its part (or nothing), parked
+    /// syncs are answered, and their sessions start again from now.
+    fn propagate_assignment(&mut self, generation: i32, assign_to: &[String]) {
+        let now_ms = self.now_ms;
+        for (member_id, member) in &mut self.members {
+            member.assignment = if assign_to.contains(member_id) {
+                assignment_bytes(generation, member_id)
+            } else {
+                Bytes::new()
+            };
+            if member.syncing {
+                member.syncing = false;
+                member.session_deadline_ms = now_ms + member.session_ms();
+                self.expected
+                    .syncs
+                    .insert(member_id.clone(), Ok(member.assignment.clone()));
+            }
+        }
+        self.state = GroupState::Stable;
+    }
+
+    // ---- Heartbeat, LeaveGroup, OffsetCommit, time ---------------------------------------------
+
+    fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        match self.state {
+            GroupState::Dead => return Err(GroupError::CoordinatorNotAvailable),
+            GroupState::Empty => return Err(GroupError::UnknownMemberId),
+            _ => {}
+        }
+        self.validate(member_id, instance)?;
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        self.touch(member_id);
+        if self.state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, member_id: &str, instance: Option<&str>) -> Result<(), GroupError> {
+        if self.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let member_id = match (member_id.is_empty(), instance) {
+            (true, Some(instance)) => match self.statics.get(instance) {
+                Some(member_id) => member_id.clone(),
+                None => return Err(GroupError::UnknownMemberId),
+            },
+            _ => member_id.to_owned(),
+        };
+        if self.pending.remove(&member_id).is_some() {
+            self.maybe_complete_join();
+            return Ok(());
+        }
+        self.validate(&member_id, instance)?;
+        self.remove_member(&member_id);
+        Ok(())
+    }
+
+    fn check_commit(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if self.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        self.validate(member_id, instance)?;
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, to_ms: u64) {
+        self.now_ms = self.now_ms.max(to_ms);
+        if self.state == GroupState::Dead {
+            return;
+        }
+        let now_ms = self.now_ms;
+        let pending_before = self.pending.len();
+        self.pending.retain(|_, expiry_ms| *expiry_ms > now_ms);
+        let pending_expired = self.pending.len() != pending_before;
+        let syncs_expire = matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        );
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, member)| {
+                let silent = !member.joining
+                    && !member.syncing
+                    && member.session_deadline_ms <= now_ms;
+                let never_synced =
+                    syncs_expire && member.sync_deadline_ms.is_some_and(|at| at <= now_ms);
+                silent || never_synced
+            })
+            .map(|(member_id, _)| member_id.clone())
+            .collect();
+        for member_id in expired {
+            self.remove_member(&member_id);
+        }
+        if pending_expired || self.state == GroupState::PreparingRebalance {
+            self.maybe_complete_join();
+        }
+    }
+
+    fn kill(&mut self) {
+        for (member_id, member) in &self.members {
+            if member.joining {
+                self.expected
+                    .joins
+                    .insert(member_id.clone(), Err(GroupError::CoordinatorNotAvailable));
+            }
+            if member.syncing {
+                self.expected
+                    .syncs
+                    .insert(member_id.clone(), Err(GroupError::CoordinatorNotAvailable));
+            }
+        }
+        self.retired.extend(self.members.keys().cloned());
+        self.members.clear();
+        self.pending.clear();
+        self.statics.clear();
+        self.leader = None;
+        self.state = GroupState::Dead;
+    }
+
+    /// A member leaves (LeaveGroup or expiry): the group rebalances without it.
+    fn remove_member(&mut self, member_id: &str) {
+        self.forget(member_id);
+        match self.state {
+            GroupState::PreparingRebalance => self.maybe_complete_join(),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance();
+                self.maybe_complete_join();
+            }
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    /// Drops a member; its parked requests get UNKNOWN_MEMBER_ID.
+    fn forget(&mut self, member_id: &str) {
+        let Some(member) = self.members.remove(member_id) else {
+            return;
+        };
+        if let Some(instance) = &member.instance
+            && self.statics.get(instance).map(String::as_str) == Some(member_id)
+        {
+            self.statics.remove(instance);
+        }
+        if member.joining {
+            self.expected
+                .joins
+                .insert(member_id.to_owned(), Err(GroupError::UnknownMemberId));
+        }
+        if member.syncing {
+            self.expected
+                .syncs
+                .insert(member_id.to_owned(), Err(GroupError::UnknownMemberId));
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+        self.retired.insert(member_id.to_owned());
+    }
+}
+
+impl Answer {
+    /// Keeps `other` (a helper so each arm of `Model::apply` reads as one expression).
+    fn max_with(self, other: Answer) -> Answer {
+        other
+    }
+}
