@@ -52,6 +52,12 @@ struct ServeArgs {
     /// Default `flush.ms` of topics: fsync once unflushed records are this old.
     #[arg(long)]
     flush_ms: Option<i64>,
+    /// Kafka's `group.initial.rebalance.delay.ms` (default 0 here; Kafka's is 3000).
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a consumer may ask for (`group.min.session.timeout.ms`).
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +89,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(flush_ms) = args.flush_ms {
         config.topic_defaults.flush_ms = flush_ms.max(0);
+    }
+    if let Some(delay_ms) = args.group_initial_rebalance_delay_ms {
+        config.group_initial_rebalance_delay_ms = delay_ms;
+    }
+    if let Some(minimum_ms) = args.group_min_session_timeout_ms {
+        config.group_min_session_timeout_ms = minimum_ms;
     }
     let mut builder = Broker::builder()
         .nodes(args.nodes)
