@@ -11,7 +11,18 @@
 //!   Kafka's extensions for each newcomer; after that it waits for every member (and every
 //!   member id handed out with MEMBER_ID_REQUIRED) until the rebalance timeout;
 //! - a JoinGroup, a SyncGroup and a Heartbeat all keep a member's session alive;
-//! - members that did not rejoin when a rebalance completes leave the group, static ones too.
+//! - members that did not rejoin when a rebalance completes leave the group, static ones too;
+//! - member ids handed out with MEMBER_ID_REQUIRED reserve their places: a new member, dynamic
+//!   or static, is refused once members and reserved ids reach `members_max`.
+//!
+//! And it holds the group to Kafka where Kafka is clear:
+//! - a member whose parked SyncGroup is answered (assignment or REBALANCE_IN_PROGRESS) starts
+//!   a fresh session (`propagateAssignment`);
+//! - a member that joined a generation and never sent SyncGroup is removed after its rebalance
+//!   timeout, in CompletingRebalance and in Stable (`expirePendingSync`);
+//! - a request naming an instance id that is not registered is UNKNOWN_MEMBER_ID
+//!   (`validateMember`);
+//! - a static member that restarts while the group is PreparingRebalance only rejoins it.
 //!
 //! Transitions are what clients send (JoinGroup with and without KIP-394's
 //! `require_known_member_id`, dynamic and static; SyncGroup from the leader and followers;
@@ -132,8 +143,9 @@ enum Transition {
         instance: Option<String>,
         generation: i32,
     },
+    /// Time passes by `step_ms`, or less: never past the model's next event.
     Tick {
-        to_ms: u64,
+        step_ms: u64,
     },
     Kill,
 }
@@ -150,6 +162,7 @@ struct JoinView {
     members: Vec<String>,
 }
 
+/// What the group answered a transition at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Answer {
     #[default]
@@ -161,6 +174,7 @@ enum Answer {
     Status(Result<(), GroupError>),
 }
 
+/// What the model says the last transition answers, at once and to parked requests.
 #[derive(Clone, Debug, Default)]
 struct Expected {
     answer: Answer,
@@ -205,7 +219,10 @@ impl ModelMember {
     }
 
     fn names(&self) -> impl Iterator<Item = &'static str> {
-        PROTOCOL_SETS[self.protocols].1.iter().map(|(name, _)| *name)
+        PROTOCOL_SETS[self.protocols]
+            .1
+            .iter()
+            .map(|(name, _)| *name)
     }
 }
 
@@ -329,13 +346,13 @@ impl Model {
                 generation,
                 protocol,
                 assign_to,
-            } => Answer::Synced(Ok(Bytes::new())).max_with(self.sync(
+            } => self.sync(
                 member_id,
                 instance.as_deref(),
                 *generation,
                 *protocol,
                 assign_to,
-            )),
+            ),
             Transition::Heartbeat {
                 member_id,
                 instance,
@@ -350,8 +367,12 @@ impl Model {
                 instance,
                 generation,
             } => Answer::Status(self.check_commit(member_id, instance.as_deref(), *generation)),
-            Transition::Tick { to_ms } => {
-                self.tick(*to_ms);
+            Transition::Tick { step_ms } => {
+                let mut to_ms = self.now_ms + step_ms;
+                if let Some(next_ms) = self.next_deadline_ms() {
+                    to_ms = to_ms.min(next_ms.max(self.now_ms));
+                }
+                self.tick(to_ms);
                 Answer::Nothing
             }
             Transition::Kill => {
@@ -466,19 +487,17 @@ impl Model {
         if !self.supports(protocols) {
             return Answer::Joined(Err(GroupError::InconsistentGroupProtocol));
         }
-        if let Some(instance) = instance {
-            if let Some(old_id) = self.statics.get(instance).cloned() {
-                return self.replace_static_member(old_id, member_id, protocols, timeouts);
-            }
-            if self.members.len() >= self.limits.members_max {
-                return Answer::Joined(Err(GroupError::GroupMaxSizeReached));
-            }
-            self.statics.insert(instance.to_owned(), member_id.clone());
-            return self.add_member(member_id, Some(instance), protocols, timeouts);
+        // A restarted static member takes its old place, even in a full group.
+        if let Some(old_id) = instance.and_then(|instance| self.statics.get(instance).cloned()) {
+            return self.replace_static_member(old_id, member_id, protocols, timeouts);
         }
-        // A member id handed out reserves its place, so pending ids count towards the size.
+        // A member id handed out with MEMBER_ID_REQUIRED reserves its place.
         if self.members.len() + self.pending.len() >= self.limits.members_max {
             return Answer::Joined(Err(GroupError::GroupMaxSizeReached));
+        }
+        if let Some(instance) = instance {
+            self.statics.insert(instance.to_owned(), member_id.clone());
+            return self.add_member(member_id, Some(instance), protocols, timeouts);
         }
         if require_known_member_id {
             let session_ms = TIMEOUTS_MS[timeouts].0;
@@ -636,12 +655,15 @@ impl Model {
         }
     }
 
-    /// Kafka's `prepareRebalance`.
+    /// Kafka's `prepareRebalance`. Parked syncs fail, and their sessions start again from now,
+    /// as after every answered sync (`propagateAssignment`).
     fn prepare_rebalance(&mut self) {
         if self.state == GroupState::CompletingRebalance {
+            let now_ms = self.now_ms;
             for (member_id, member) in &mut self.members {
                 if member.syncing {
                     member.syncing = false;
+                    member.session_deadline_ms = now_ms + member.session_ms();
                     self.expected
                         .syncs
                         .insert(member_id.clone(), Err(GroupError::RebalanceInProgress));
@@ -758,9 +780,7 @@ impl Model {
             GroupState::Empty | GroupState::Dead => {
                 Answer::Synced(Err(GroupError::UnknownMemberId))
             }
-            GroupState::PreparingRebalance => {
-                Answer::Synced(Err(GroupError::RebalanceInProgress))
-            }
+            GroupState::PreparingRebalance => Answer::Synced(Err(GroupError::RebalanceInProgress)),
             GroupState::Stable => {
                 self.touch(member_id);
                 let member = self.members.get_mut(member_id).expect("validated");
@@ -884,9 +904,8 @@ impl Model {
             .members
             .iter()
             .filter(|(_, member)| {
-                let silent = !member.joining
-                    && !member.syncing
-                    && member.session_deadline_ms <= now_ms;
+                let silent =
+                    !member.joining && !member.syncing && member.session_deadline_ms <= now_ms;
                 let never_synced =
                     syncs_expire && member.sync_deadline_ms.is_some_and(|at| at <= now_ms);
                 silent || never_synced
@@ -962,9 +981,851 @@ impl Model {
     }
 }
 
-impl Answer {
-    /// Keeps `other` (a helper so each arm of `Model::apply` reads as one expression).
-    fn max_with(self, other: Answer) -> Answer {
-        other
+// ---- Generating transitions --------------------------------------------------------------------
+
+struct Reference;
+
+impl ReferenceStateMachine for Reference {
+    type State = Model;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        (
+            prop::sample::select(vec![100_usize, 3]),
+            prop::sample::select(vec![0_u64, 3_000]),
+            prop::sample::select(vec![0_i32, 4]),
+        )
+            .prop_map(|(members_max, initial_delay_ms, generation)| {
+                let limits = Limits {
+                    members_max,
+                    initial_delay_ms,
+                };
+                Model::new(limits, generation)
+            })
+            .boxed()
     }
+
+    fn transitions(model: &Model) -> BoxedStrategy<Transition> {
+        let members: Vec<String> = model.members.keys().cloned().collect();
+        let idle: Vec<String> = members
+            .iter()
+            .filter(|member_id| !model.is_parked(member_id))
+            .cloned()
+            .collect();
+        let completing = model.state == GroupState::CompletingRebalance;
+        let mut options: Vec<(u32, BoxedStrategy<Transition>)> = vec![
+            (60, join_new(model)),
+            (60, tick()),
+            (20, check_commit(model)),
+            (10, leave_by_instance()),
+            (16, stale_request(model)),
+        ];
+        if !model.pending.is_empty() {
+            options.push((120, join_pending(model)));
+        }
+        if !idle.is_empty() {
+            options.push((50, rejoin(model, idle.clone())));
+            options.push((if completing { 200 } else { 30 }, sync(model, idle)));
+        }
+        if !members.is_empty() {
+            options.push((40, heartbeat(model, members.clone())));
+            options.push((30, leave(model, members)));
+        }
+        if model.state != GroupState::Dead {
+            options.push((1, Just(Transition::Kill).boxed()));
+        }
+        Union::new_weighted(options).boxed()
+    }
+
+    fn apply(mut model: Model, transition: &Transition) -> Model {
+        model.apply(transition);
+        model
+    }
+
+    /// What a client would not send; checked again while shrinking, when earlier transitions
+    /// are gone.
+    fn preconditions(model: &Model, transition: &Transition) -> bool {
+        match transition {
+            Transition::JoinNew { suffix, .. } => *suffix >= model.next_suffix,
+            Transition::Rejoin {
+                member_id,
+                instance,
+                ..
+            } => {
+                !member_id.is_empty()
+                    && !model.is_parked(member_id)
+                    && (instance.is_none() || !model.pending.contains_key(member_id))
+            }
+            Transition::Sync { member_id, .. } => !model.is_parked(member_id),
+            Transition::Tick { .. }
+            | Transition::Heartbeat { .. }
+            | Transition::Leave { .. }
+            | Transition::CheckCommit { .. }
+            | Transition::Kill => true,
+        }
+    }
+}
+
+fn protocols() -> BoxedStrategy<usize> {
+    prop_oneof![
+        12 => Just(0_usize),
+        3 => Just(2_usize),
+        3 => Just(3_usize),
+        2 => Just(1_usize),
+        2 => Just(4_usize),
+        1 => Just(5_usize),
+        1 => Just(6_usize),
+    ]
+    .boxed()
+}
+
+fn timeouts() -> BoxedStrategy<usize> {
+    (0..TIMEOUTS_MS.len()).boxed()
+}
+
+/// Mostly the member's own instance id; sometimes none, or another one.
+fn instance_for(own: Option<String>) -> BoxedStrategy<Option<String>> {
+    let other = prop::sample::select(INSTANCES.to_vec()).prop_map(|id| Some(id.to_owned()));
+    match own {
+        Some(own) => prop_oneof![12 => Just(Some(own)), 1 => Just(None), 1 => other].boxed(),
+        None => prop_oneof![16 => Just(None), 1 => other].boxed(),
+    }
+}
+
+/// Mostly the generation the member's client learned from its last join answer.
+fn generation_for(model: &Model, member_id: &str) -> BoxedStrategy<i32> {
+    let current = model.generation;
+    let known = model
+        .members
+        .get(member_id)
+        .and_then(|member| member.known_generation)
+        .unwrap_or(current);
+    prop_oneof![
+        8 => Just(known),
+        2 => Just(current),
+        1 => Just(current - 1),
+        1 => Just(current + 1),
+        1 => Just(-1),
+    ]
+    .boxed()
+}
+
+fn join_new(model: &Model) -> BoxedStrategy<Transition> {
+    let suffix = model.next_suffix;
+    let instance = prop_oneof![
+        3 => Just(None),
+        2 => prop::sample::select(INSTANCES.to_vec()).prop_map(Some),
+    ];
+    (
+        prop::sample::select(CLIENTS.to_vec()),
+        instance,
+        prop::bool::weighted(0.6),
+        protocols(),
+        timeouts(),
+    )
+        .prop_map(
+            move |(client, instance, require_known_member_id, protocols, timeouts)| {
+                Transition::JoinNew {
+                    client,
+                    instance,
+                    require_known_member_id,
+                    protocols,
+                    timeouts,
+                    suffix,
+                }
+            },
+        )
+        .boxed()
+}
+
+/// KIP-394's second JoinGroup, with the member id MEMBER_ID_REQUIRED handed out.
+fn join_pending(model: &Model) -> BoxedStrategy<Transition> {
+    let pending: Vec<String> = model.pending.keys().cloned().collect();
+    (prop::sample::select(pending), protocols(), timeouts())
+        .prop_map(|(member_id, protocols, timeouts)| Transition::Rejoin {
+            member_id,
+            instance: None,
+            protocols,
+            timeouts,
+        })
+        .boxed()
+}
+
+fn rejoin(model: &Model, idle: Vec<String>) -> BoxedStrategy<Transition> {
+    let model = model.clone();
+    prop::sample::select(idle)
+        .prop_flat_map(move |member_id| {
+            let member = &model.members[&member_id];
+            (
+                Just(member_id.clone()),
+                instance_for(member.instance.clone()),
+                prop_oneof![7 => Just(member.protocols), 3 => protocols()],
+                prop_oneof![3 => Just(member.timeouts), 1 => timeouts()],
+            )
+        })
+        .prop_map(
+            |(member_id, instance, protocols, timeouts)| Transition::Rejoin {
+                member_id,
+                instance,
+                protocols,
+                timeouts,
+            },
+        )
+        .boxed()
+}
+
+fn sync(model: &Model, idle: Vec<String>) -> BoxedStrategy<Transition> {
+    let idle_leader = model.leader.clone().filter(|leader| idle.contains(leader));
+    let member = match idle_leader {
+        Some(leader) => prop_oneof![3 => Just(leader), 2 => prop::sample::select(idle)].boxed(),
+        None => prop::sample::select(idle).boxed(),
+    };
+    let model = model.clone();
+    member
+        .prop_flat_map(move |member_id| {
+            let members: Vec<String> = model.members.keys().cloned().collect();
+            let assign_to = (
+                prop::collection::vec(prop::bool::weighted(0.9), members.len()),
+                prop::bool::weighted(0.1),
+            )
+                .prop_map(move |(chosen, ghost)| {
+                    let mut assign_to: Vec<String> = members
+                        .iter()
+                        .zip(chosen)
+                        .filter(|(_, chosen)| *chosen)
+                        .map(|(member_id, _)| member_id.clone())
+                        .collect();
+                    if ghost {
+                        assign_to.push(GHOST.to_owned());
+                    }
+                    assign_to
+                });
+            let protocol = prop_oneof![
+                12 => Just(SyncProtocol::AsJoined),
+                2 => Just(SyncProtocol::Omitted),
+                1 => Just(SyncProtocol::Wrong),
+            ];
+            (
+                Just(member_id.clone()),
+                instance_for(model.instance_of(&member_id)),
+                generation_for(&model, &member_id),
+                protocol,
+                assign_to,
+            )
+        })
+        .prop_map(
+            |(member_id, instance, generation, protocol, assign_to)| Transition::Sync {
+                member_id,
+                instance,
+                generation,
+                protocol,
+                assign_to,
+            },
+        )
+        .boxed()
+}
+
+fn heartbeat(model: &Model, members: Vec<String>) -> BoxedStrategy<Transition> {
+    let model = model.clone();
+    prop::sample::select(members)
+        .prop_flat_map(move |member_id| {
+            (
+                Just(member_id.clone()),
+                instance_for(model.instance_of(&member_id)),
+                generation_for(&model, &member_id),
+            )
+        })
+        .prop_map(|(member_id, instance, generation)| Transition::Heartbeat {
+            member_id,
+            instance,
+            generation,
+        })
+        .boxed()
+}
+
+fn leave(model: &Model, mut member_ids: Vec<String>) -> BoxedStrategy<Transition> {
+    member_ids.extend(model.pending.keys().cloned());
+    let model = model.clone();
+    prop::sample::select(member_ids)
+        .prop_flat_map(move |member_id| {
+            (
+                Just(member_id.clone()),
+                instance_for(model.instance_of(&member_id)),
+            )
+        })
+        .prop_map(|(member_id, instance)| Transition::Leave {
+            member_id,
+            instance,
+        })
+        .boxed()
+}
+
+fn leave_by_instance() -> BoxedStrategy<Transition> {
+    prop::sample::select(INSTANCES.to_vec())
+        .prop_map(|instance| Transition::Leave {
+            member_id: String::new(),
+            instance: Some(instance.to_owned()),
+        })
+        .boxed()
+}
+
+fn check_commit(model: &Model) -> BoxedStrategy<Transition> {
+    let mut member_ids: Vec<String> = model.members.keys().cloned().collect();
+    member_ids.extend(model.retired.iter().rev().take(2).cloned());
+    member_ids.push(String::new());
+    let model = model.clone();
+    prop::sample::select(member_ids)
+        .prop_flat_map(move |member_id| {
+            (
+                Just(member_id.clone()),
+                instance_for(model.instance_of(&member_id)),
+                generation_for(&model, &member_id),
+            )
+        })
+        .prop_map(
+            |(member_id, instance, generation)| Transition::CheckCommit {
+                member_id,
+                instance,
+                generation,
+            },
+        )
+        .boxed()
+}
+
+/// A request from a member that is gone (left, expired, fenced) or never was.
+fn stale_request(model: &Model) -> BoxedStrategy<Transition> {
+    let mut member_ids: Vec<String> = model.retired.iter().rev().take(4).cloned().collect();
+    member_ids.push(GHOST.to_owned());
+    let generations = vec![model.generation, model.generation - 1];
+    (
+        prop::sample::select(member_ids),
+        prop::sample::select(generations),
+        0..4_u8,
+        prop::sample::select(INSTANCES.to_vec()).prop_map(|id| Some(id.to_owned())),
+    )
+        .prop_map(|(member_id, generation, kind, instance)| match kind {
+            0 => Transition::Heartbeat {
+                member_id,
+                instance: None,
+                generation,
+            },
+            1 => Transition::Sync {
+                member_id,
+                instance: None,
+                generation,
+                protocol: SyncProtocol::AsJoined,
+                assign_to: Vec::new(),
+            },
+            2 => Transition::Rejoin {
+                member_id,
+                instance,
+                protocols: 0,
+                timeouts: 0,
+            },
+            _ => Transition::Leave {
+                member_id,
+                instance: None,
+            },
+        })
+        .boxed()
+}
+
+fn tick() -> BoxedStrategy<Transition> {
+    prop::sample::select(TICK_STEPS_MS.to_vec())
+        .prop_map(|step_ms| Transition::Tick { step_ms })
+        .boxed()
+}
+
+// ---- Driving the real group --------------------------------------------------------------------
+
+/// The group under test, with the clock and the requests it has parked.
+struct Harness {
+    group: Group,
+    now: Duration,
+    /// Members whose JoinGroup got `Reply::Parked` and no answer yet.
+    parked_joins: BTreeSet<String>,
+    /// Members whose SyncGroup got `Reply::Parked` and no answer yet.
+    parked_syncs: BTreeSet<String>,
+}
+
+fn join_request(
+    member_id: &str,
+    client: &str,
+    instance: Option<String>,
+    protocols: usize,
+    timeouts: usize,
+    require_known_member_id: bool,
+) -> JoinRequest {
+    let (protocol_type, offered) = PROTOCOL_SETS[protocols];
+    let (session_ms, rebalance_ms) = TIMEOUTS_MS[timeouts];
+    JoinRequest {
+        member_id: member_id.to_owned(),
+        instance_id: instance,
+        client_id: client.to_owned(),
+        client_host: "/127.0.0.1".to_owned(),
+        session_timeout: millis(session_ms),
+        rebalance_timeout: millis(rebalance_ms),
+        protocol_type: protocol_type.to_owned(),
+        protocols: offered
+            .iter()
+            .map(|(name, metadata)| Protocol {
+                name: (*name).to_owned(),
+                metadata: Bytes::from_static(metadata.as_bytes()),
+            })
+            .collect(),
+        require_known_member_id,
+    }
+}
+
+fn join_view(answer: &JoinAnswer) -> JoinView {
+    let mut members: Vec<String> = answer
+        .members
+        .iter()
+        .map(|member| member.member_id.clone())
+        .collect();
+    members.sort();
+    JoinView {
+        member_id: answer.member_id.clone(),
+        generation: answer.generation,
+        leader: answer.leader.clone(),
+        members,
+    }
+}
+
+impl Harness {
+    fn run(
+        &mut self,
+        model: &Model,
+        transition: &Transition,
+    ) -> (Answer, Completions, Vec<JoinAnswer>) {
+        let now = self.now;
+        match transition {
+            Transition::JoinNew {
+                client,
+                instance,
+                require_known_member_id,
+                protocols,
+                timeouts,
+                suffix,
+            } => {
+                let instance = instance.map(str::to_owned);
+                let request = join_request(
+                    "",
+                    client,
+                    instance,
+                    *protocols,
+                    *timeouts,
+                    *require_known_member_id,
+                );
+                let (reply, completions) = self.group.join(now, request, &format!("n{suffix}"));
+                let (answer, joined) = join_answer(reply);
+                (answer, completions, joined)
+            }
+            Transition::Rejoin {
+                member_id,
+                instance,
+                protocols,
+                timeouts,
+            } => {
+                let request = join_request(
+                    member_id,
+                    "c0",
+                    instance.clone(),
+                    *protocols,
+                    *timeouts,
+                    true,
+                );
+                let (reply, completions) = self.group.join(now, request, "unused");
+                let (answer, joined) = join_answer(reply);
+                (answer, completions, joined)
+            }
+            Transition::Sync {
+                member_id,
+                instance,
+                generation,
+                protocol,
+                assign_to,
+            } => {
+                let (protocol_type, protocol_name) = match protocol {
+                    SyncProtocol::AsJoined => (
+                        self.group.protocol_type().map(str::to_owned),
+                        self.group.protocol_name().map(str::to_owned),
+                    ),
+                    SyncProtocol::Omitted => (None, None),
+                    SyncProtocol::Wrong => (Some("consumer".to_owned()), Some("bogus".to_owned())),
+                };
+                let request = SyncRequest {
+                    member_id: member_id.clone(),
+                    instance_id: instance.clone(),
+                    generation: *generation,
+                    protocol_type,
+                    protocol_name,
+                    assignments: assign_to
+                        .iter()
+                        .map(|id| (id.clone(), assignment_bytes(*generation, id)))
+                        .collect(),
+                };
+                let (reply, completions) = self.group.sync(now, request);
+                let answer = match reply {
+                    Reply::Parked { member_id } => Answer::SyncParked(member_id),
+                    Reply::Now(result) => Answer::Synced(result.map(|synced| synced.assignment)),
+                };
+                (answer, completions, Vec::new())
+            }
+            Transition::Heartbeat {
+                member_id,
+                instance,
+                generation,
+            } => {
+                let result = self
+                    .group
+                    .heartbeat(now, member_id, instance.as_deref(), *generation);
+                (Answer::Status(result), Completions::default(), Vec::new())
+            }
+            Transition::Leave {
+                member_id,
+                instance,
+            } => {
+                let (result, completions) = self.group.leave(now, member_id, instance.as_deref());
+                (Answer::Status(result), completions, Vec::new())
+            }
+            Transition::CheckCommit {
+                member_id,
+                instance,
+                generation,
+            } => {
+                let result = self
+                    .group
+                    .check_commit(member_id, instance.as_deref(), *generation);
+                (Answer::Status(result), Completions::default(), Vec::new())
+            }
+            Transition::Tick { .. } => {
+                // The model moved its clock to the step's end or its next event, if sooner.
+                self.now = millis(model.now_ms);
+                let completions = self.group.tick(self.now);
+                (Answer::Nothing, completions, Vec::new())
+            }
+            Transition::Kill => (Answer::Nothing, self.group.kill(), Vec::new()),
+        }
+    }
+
+    /// Parked requests must be answered exactly once: every answer matches a parked request.
+    fn record_parked(&mut self, answer: &Answer, completions: &Completions) {
+        match answer {
+            Answer::JoinParked(member_id) => assert!(
+                self.parked_joins.insert(member_id.clone()),
+                "a second JoinGroup of {member_id} parked while the first waits"
+            ),
+            Answer::SyncParked(member_id) => assert!(
+                self.parked_syncs.insert(member_id.clone()),
+                "a second SyncGroup of {member_id} parked while the first waits"
+            ),
+            _ => {}
+        }
+        for (member_id, _) in &completions.joins {
+            assert!(
+                self.parked_joins.remove(member_id),
+                "a join answer for {member_id}, who has no parked JoinGroup (answered twice?)"
+            );
+        }
+        for (member_id, _) in &completions.syncs {
+            assert!(
+                self.parked_syncs.remove(member_id),
+                "a sync answer for {member_id}, who has no parked SyncGroup (answered twice?)"
+            );
+        }
+    }
+
+    /// A join answer describes the group as it is when the answer leaves.
+    fn check_join_answer(&self, answer: &JoinAnswer, model: &Model) {
+        let group = &self.group;
+        assert_eq!(
+            answer.generation,
+            group.generation(),
+            "{} was answered with another generation than the group's",
+            answer.member_id
+        );
+        assert_eq!(Some(answer.leader.as_str()), group.leader());
+        assert_eq!(answer.protocol_name.as_deref(), group.protocol_name());
+        assert_eq!(answer.protocol_type.as_deref(), group.protocol_type());
+        for joined in &answer.members {
+            let member = model
+                .members
+                .get(&joined.member_id)
+                .unwrap_or_else(|| panic!("the leader was told of {}", joined.member_id));
+            let metadata = PROTOCOL_SETS[member.protocols]
+                .1
+                .iter()
+                .find(|(name, _)| Some(*name) == answer.protocol_name.as_deref())
+                .map(|(_, metadata)| *metadata)
+                .unwrap_or_default();
+            assert_eq!(joined.metadata, Bytes::from_static(metadata.as_bytes()));
+            assert_eq!(joined.instance_id, member.instance);
+        }
+    }
+
+    fn check_answers(
+        &self,
+        model: &Model,
+        answer: &Answer,
+        completions: &Completions,
+        joined_now: &[JoinAnswer],
+    ) {
+        let expected = &model.expected;
+        assert_eq!(answer, &expected.answer, "the reply");
+        let joins: BTreeMap<String, Result<JoinView, GroupError>> = completions
+            .joins
+            .iter()
+            .map(|(member_id, result)| {
+                let result = result.as_ref().map(join_view).map_err(GroupError::clone);
+                (member_id.clone(), result)
+            })
+            .collect();
+        assert_eq!(joins, expected.joins, "the parked joins answered");
+        let syncs: BTreeMap<String, Result<Bytes, GroupError>> = completions
+            .syncs
+            .iter()
+            .map(|(member_id, result)| {
+                let result = result
+                    .as_ref()
+                    .map(|synced| synced.assignment.clone())
+                    .map_err(GroupError::clone);
+                (member_id.clone(), result)
+            })
+            .collect();
+        assert_eq!(syncs, expected.syncs, "the parked syncs answered");
+
+        let joined_later = completions
+            .joins
+            .iter()
+            .filter_map(|(_, result)| result.as_ref().ok());
+        for answer in joined_now.iter().chain(joined_later) {
+            self.check_join_answer(answer, model);
+        }
+        for (member_id, result) in &completions.syncs {
+            if let Ok(synced) = result {
+                assert_eq!(
+                    Some(&synced.assignment),
+                    self.group.assignment_of(member_id).as_ref()
+                );
+                assert_eq!(synced.protocol_name.as_deref(), self.group.protocol_name());
+            }
+        }
+    }
+}
+
+fn join_answer(reply: Reply<Result<JoinAnswer, GroupError>>) -> (Answer, Vec<JoinAnswer>) {
+    match reply {
+        Reply::Parked { member_id } => (Answer::JoinParked(member_id), Vec::new()),
+        Reply::Now(Ok(answer)) => (Answer::Joined(Ok(join_view(&answer))), vec![answer]),
+        Reply::Now(Err(error)) => (Answer::Joined(Err(error)), Vec::new()),
+    }
+}
+
+// ---- Invariants --------------------------------------------------------------------------------
+
+impl Harness {
+    /// The invariants, checked on the group alone.
+    fn check_invariants(&self, limits: Limits) {
+        let group = &self.group;
+        let generation = group.generation();
+        let state = group.state();
+        let member_ids = group.member_ids();
+        assert!(
+            member_ids.len() <= limits.members_max,
+            "{} members, more than members_max {}",
+            member_ids.len(),
+            limits.members_max
+        );
+        match state {
+            GroupState::Empty => assert!(!group.has_members(), "an Empty group has members"),
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                let leader = group
+                    .leader()
+                    .unwrap_or_else(|| panic!("{state:?} without a leader"));
+                assert!(
+                    member_ids.iter().any(|id| id == leader),
+                    "the leader {leader} of a {state:?} group is not a member"
+                );
+            }
+            GroupState::PreparingRebalance | GroupState::Dead => {}
+        }
+        for member_id in &member_ids {
+            let assignment = group.assignment_of(member_id).unwrap_or_default();
+            if state == GroupState::Stable || !assignment.is_empty() {
+                let tagged = assignment_generation(&assignment);
+                assert!(
+                    assignment.is_empty() || tagged == Some(generation),
+                    "{member_id} holds {assignment:?} in generation {generation}"
+                );
+            }
+        }
+        let mut instances = BTreeSet::new();
+        for summary in group.summaries() {
+            if let Some(instance) = summary.instance_id {
+                assert!(
+                    instances.insert(instance.clone()),
+                    "instance {instance} maps to two members"
+                );
+            }
+        }
+        for member_id in self.parked_joins.iter().chain(&self.parked_syncs) {
+            assert!(
+                member_ids.contains(member_id),
+                "{member_id} is gone but its parked request was never answered"
+            );
+        }
+        if let Some(deadline) = group.next_deadline() {
+            assert!(
+                deadline > self.now,
+                "next_deadline {deadline:?} is not after now {:?}",
+                self.now
+            );
+        }
+    }
+
+    /// Offset commits: a generation other than the current one never commits (except a
+    /// simple consumer's -1 on an Empty group), and the answers are the model's.
+    fn check_commits(&self, model: &Model) {
+        let group = &self.group;
+        let generation = group.generation();
+        let mut member_ids = group.member_ids();
+        member_ids.push(String::new());
+        member_ids.extend(model.retired.iter().rev().take(2).cloned());
+        for member_id in &member_ids {
+            let instance = model.instance_of(member_id);
+            for asked in [generation - 1, generation, generation + 1, -1] {
+                let result = group.check_commit(member_id, instance.as_deref(), asked);
+                if result.is_ok() {
+                    assert!(
+                        asked == generation || (group.state() == GroupState::Empty && asked < 0),
+                        "{member_id} may commit at generation {asked} in generation {generation}"
+                    );
+                }
+                assert_eq!(
+                    result,
+                    model.check_commit(member_id, instance.as_deref(), asked),
+                    "check_commit({member_id:?}, {instance:?}, {asked})"
+                );
+            }
+        }
+    }
+
+    /// The group is what the model says it is.
+    fn check_against(&self, model: &Model) {
+        let group = &self.group;
+        assert_eq!(group.state(), model.state, "state");
+        assert_eq!(group.generation(), model.generation, "generation");
+        let model_ids: Vec<String> = model.members.keys().cloned().collect();
+        assert_eq!(group.member_ids(), model_ids, "members");
+        assert_eq!(group.leader(), model.leader.as_deref(), "leader");
+        assert_eq!(group.protocol_type(), model.protocol_type, "protocol type");
+        match group.protocol_name() {
+            None => assert!(
+                model.protocol_choices.is_empty(),
+                "no protocol selected, expected one of {:?}",
+                model.protocol_choices
+            ),
+            Some(name) => assert!(
+                model.protocol_choices.contains(name),
+                "protocol {name} selected, expected one of {:?}",
+                model.protocol_choices
+            ),
+        }
+        for summary in group.summaries() {
+            assert_eq!(
+                summary.instance_id,
+                model.instance_of(&summary.member_id),
+                "instance id of {}",
+                summary.member_id
+            );
+        }
+        let joining: BTreeSet<String> = model
+            .members
+            .iter()
+            .filter(|(_, member)| member.joining)
+            .map(|(member_id, _)| member_id.clone())
+            .collect();
+        let syncing: BTreeSet<String> = model
+            .members
+            .iter()
+            .filter(|(_, member)| member.syncing)
+            .map(|(member_id, _)| member_id.clone())
+            .collect();
+        assert_eq!(self.parked_joins, joining, "parked joins");
+        assert_eq!(self.parked_syncs, syncing, "parked syncs");
+        if group.state() == GroupState::Stable {
+            for (member_id, member) in &model.members {
+                assert_eq!(
+                    group.assignment_of(member_id),
+                    Some(member.assignment.clone()),
+                    "assignment of {member_id}"
+                );
+            }
+        }
+        if let Some(next_event_ms) = model.next_deadline_ms() {
+            assert!(
+                group
+                    .next_deadline()
+                    .is_some_and(|deadline| deadline <= millis(next_event_ms)),
+                "next_deadline {:?} misses the event at {next_event_ms} ms",
+                group.next_deadline()
+            );
+        }
+    }
+}
+
+struct GroupAgainstModel;
+
+impl StateMachineTest for GroupAgainstModel {
+    type SystemUnderTest = Harness;
+    type Reference = Reference;
+
+    fn init_test(model: &Model) -> Harness {
+        let limits = GroupLimits {
+            members_max: model.limits.members_max,
+            initial_rebalance_delay: millis(model.limits.initial_delay_ms),
+        };
+        Harness {
+            group: Group::with_generation("g", model.initial_generation, limits),
+            now: Duration::ZERO,
+            parked_joins: BTreeSet::new(),
+            parked_syncs: BTreeSet::new(),
+        }
+    }
+
+    fn apply(mut harness: Harness, model: &Model, transition: Transition) -> Harness {
+        let generation_before = harness.group.generation();
+        let (answer, completions, joined_now) = harness.run(model, &transition);
+        assert!(
+            harness.group.generation() >= generation_before,
+            "the generation went back from {generation_before} to {}",
+            harness.group.generation()
+        );
+        harness.record_parked(&answer, &completions);
+
+        harness.check_answers(model, &answer, &completions, &joined_now);
+        harness
+    }
+
+    fn check_invariants(harness: &Harness, model: &Model) {
+        harness.check_invariants(model.limits);
+        harness.check_against(model);
+        harness.check_commits(model);
+    }
+}
+
+// 256 cases (proptest's default) of up to 60 transitions run in about 2 s in a debug build;
+// PROPTEST_CASES=20000 makes a longer campaign. Failing cases are saved to the regressions file
+// (relative to the package directory, where cargo runs integration tests) and replayed first.
+prop_state_machine! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/group_model.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_group_agrees_with_the_reference_model(sequential 1..=60 => GroupAgainstModel);
 }

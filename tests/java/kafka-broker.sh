@@ -78,7 +78,7 @@ PROPS
 
 java_cmd=(java -Xmx1g -Dlog4j2.configurationFile="$work/log4j2.properties" -cp "$lib/*")
 cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')"
-"${java_cmd[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+"${java_cmd[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$cluster_id" \
     -c "$work/server.properties" >"$work/format.log" 2>&1 || { cat "$work/format.log" >&2; exit 1; }
 
 "${java_cmd[@]}" kafka.Kafka "$work/server.properties" >"$work/stdout.log" 2>&1 &

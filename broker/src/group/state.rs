@@ -344,6 +344,8 @@ impl Group {
         self.pending_members.clear();
         self.static_members.clear();
         self.leader = None;
+        self.rebalance_deadline = None;
+        self.initial_delay_until = None;
         self.state = GroupState::Dead;
         completions
     }
@@ -425,7 +427,8 @@ impl Group {
             if let Some(old_id) = self.static_members.get(&instance).cloned() {
                 return self.rejoin_static_member(now, old_id, member_id, request, completions);
             }
-            if self.members.len() >= self.limits.members_max {
+            // Handed-out member ids hold their places too (they will join).
+            if self.members.len() + self.pending_members.len() >= self.limits.members_max {
                 return Reply::Now(Err(GroupError::GroupMaxSizeReached));
             }
             self.static_members.insert(instance, member_id.clone());
@@ -458,7 +461,11 @@ impl Group {
         let unchanged = self.members[&member_id].protocols == request.protocols;
         match self.state {
             GroupState::Empty | GroupState::Dead => Reply::Now(Err(GroupError::UnknownMemberId)),
-            GroupState::PreparingRebalance => self.update_and_await_join(now, request, completions),
+            GroupState::PreparingRebalance => {
+                let reply = self.update_and_await_join(now, request);
+                self.try_complete_join(now, completions);
+                reply
+            }
             GroupState::CompletingRebalance if unchanged => {
                 // A retried join of this generation: answer it again, as the first time.
                 self.touch(now, &member_id);
@@ -474,7 +481,7 @@ impl Group {
                 Reply::Now(Ok(answer))
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
-                let reply = self.update_and_await_join(now, request, completions);
+                let reply = self.update_and_await_join(now, request);
                 self.prepare_rebalance(now, completions);
                 self.try_complete_join(now, completions);
                 reply
@@ -526,12 +533,17 @@ impl Group {
             answer.members.clear();
             return Reply::Now(Ok(answer));
         }
+        // Decided from the state before the rejoin: recording it may let a rebalance complete,
+        // and a rebalance that just completed must not be restarted by the same rejoin.
+        let must_rebalance = self.state != GroupState::PreparingRebalance;
         let waiting_request = JoinRequest {
             member_id: new_id,
             ..request
         };
-        let reply = self.update_and_await_join(now, waiting_request, completions);
-        self.maybe_prepare_rebalance(now, completions);
+        let reply = self.update_and_await_join(now, waiting_request);
+        if must_rebalance {
+            self.maybe_prepare_rebalance(now, completions);
+        }
         self.try_complete_join(now, completions);
         reply
     }
@@ -572,12 +584,9 @@ impl Group {
         Reply::Parked { member_id }
     }
 
-    fn update_and_await_join(
-        &mut self,
-        now: Duration,
-        request: JoinRequest,
-        completions: &mut Completions,
-    ) -> Reply<JoinResult> {
+    /// Records a member's rejoin; the caller decides whether that starts or completes a
+    /// rebalance.
+    fn update_and_await_join(&mut self, now: Duration, request: JoinRequest) -> Reply<JoinResult> {
         let member_id = request.member_id.clone();
         self.apply_timeouts(now, &member_id, &request);
         let member = self
@@ -589,7 +598,6 @@ impl Group {
         member.client_host = request.client_host;
         member.awaiting_join = true;
         member.sync_deadline = None;
-        self.try_complete_join(now, completions);
         Reply::Parked { member_id }
     }
 
@@ -649,6 +657,8 @@ impl Group {
             for member in self.members.values_mut() {
                 if member.awaiting_sync {
                     member.awaiting_sync = false;
+                    // Its session was on hold while it waited; it starts again now.
+                    member.session_deadline = now + member.session_timeout;
                     completions
                         .syncs
                         .push((member.id.clone(), Err(GroupError::RebalanceInProgress)));
@@ -677,8 +687,10 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        if self.initial_delay_until.is_some_and(|until| now < until) {
-            return;
+        match self.initial_delay_until {
+            Some(until) if now < until => return,
+            Some(_) => self.initial_delay_until = None,
+            None => {}
         }
         let all_joined = self.members.values().all(|member| member.awaiting_join)
             && self.pending_members.is_empty();
@@ -798,6 +810,9 @@ impl Group {
             GroupState::PreparingRebalance => Reply::Now(Err(GroupError::RebalanceInProgress)),
             GroupState::Stable => {
                 self.touch(now, &request.member_id);
+                if let Some(member) = self.members.get_mut(&request.member_id) {
+                    member.sync_deadline = None;
+                }
                 Reply::Now(Ok(self.sync_answer(&request.member_id)))
             }
             GroupState::CompletingRebalance => {
@@ -809,7 +824,7 @@ impl Group {
                     member.session_deadline = now + member.session_timeout;
                 }
                 if self.leader.as_deref() == Some(member_id.as_str()) {
-                    self.complete_sync(request.assignments, completions);
+                    self.complete_sync(now, request.assignments, completions);
                 }
                 Reply::Parked { member_id }
             }
@@ -825,8 +840,14 @@ impl Group {
     }
 
     /// The leader's assignment arrived: every member gets its part (or nothing), the group is
-    /// Stable, and every parked sync is answered.
-    fn complete_sync(&mut self, assignments: Vec<(String, Bytes)>, completions: &mut Completions) {
+    /// Stable, and every parked sync is answered. Members that have not sent SyncGroup yet
+    /// keep their deadline for it, in Stable too, as in Kafka.
+    fn complete_sync(
+        &mut self,
+        now: Duration,
+        assignments: Vec<(String, Bytes)>,
+        completions: &mut Completions,
+    ) {
         let mut by_member: BTreeMap<String, Bytes> = assignments.into_iter().collect();
         for member in self.members.values_mut() {
             member.assignment = by_member.remove(&member.id).unwrap_or_default();
@@ -842,11 +863,11 @@ impl Group {
             let answer = self.sync_answer(&member_id);
             if let Some(member) = self.members.get_mut(&member_id) {
                 member.awaiting_sync = false;
+                member.sync_deadline = None;
+                // Its session was on hold while it waited; it starts again now.
+                member.session_deadline = now + member.session_timeout;
             }
             completions.syncs.push((member_id, Ok(answer)));
-        }
-        for member in self.members.values_mut() {
-            member.sync_deadline = None;
         }
     }
 
@@ -919,8 +940,10 @@ impl Group {
             .values()
             .filter(|member| {
                 let session_over = !member.kept_alive() && member.session_deadline <= now;
-                let sync_over = self.state == GroupState::CompletingRebalance
-                    && !member.awaiting_sync
+                let sync_over = matches!(
+                    self.state,
+                    GroupState::CompletingRebalance | GroupState::Stable
+                ) && !member.awaiting_sync
                     && member.sync_deadline.is_some_and(|deadline| deadline <= now);
                 session_over || sync_over
             })
@@ -1012,13 +1035,15 @@ impl Group {
         Ok(())
     }
 
-    /// The member exists and, if it names an instance id, that instance is still this member.
+    /// The member exists and, if it names an instance id, that instance is registered and is
+    /// still this member (Kafka's validateMember).
     fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
-        if let Some(instance) = instance_id
-            && let Some(current) = self.static_members.get(instance)
-            && current != member_id
-        {
-            return Err(GroupError::FencedInstanceId);
+        if let Some(instance) = instance_id {
+            match self.static_members.get(instance) {
+                None => return Err(GroupError::UnknownMemberId),
+                Some(current) if current != member_id => return Err(GroupError::FencedInstanceId),
+                Some(_) => {}
+            }
         }
         if self.members.contains_key(member_id) {
             Ok(())
