@@ -83,7 +83,7 @@ pub enum TimestampType {
 }
 
 /// The topic configs the log acts on, parsed, plus every config as given (for describing later).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub segment_bytes: u64,
     pub segment_ms: i64,
@@ -94,6 +94,20 @@ pub struct TopicConfig {
     pub flush_messages: u64,
     /// fsync once the oldest unflushed record is this old (`flush.ms`).
     pub flush_ms: i64,
+    /// `cleanup.policy`: delete old segments, compact by key, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `retention.ms`: delete segments whose newest record is older; -1 keeps forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest segments while the log is larger; -1 for no limit.
+    pub retention_bytes: i64,
+    /// `min.cleanable.dirty.ratio`: compact once this share of the log is uncleaned.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a segment this old is compacted whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone survives after compaction first keeps it.
+    pub delete_retention_ms: i64,
     /// Every config set explicitly on the topic, by Kafka name.
     pub overrides: BTreeMap<String, String>,
 }
@@ -109,7 +123,53 @@ impl Default for TopicConfig {
             // Kafka's defaults: leave flushing to the operating system.
             flush_messages: i64::MAX as u64,
             flush_ms: i64::MAX,
+            cleanup_policy: CleanupPolicy::DELETE,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
             overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// `cleanup.policy`: a list of `delete` and `compact`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+
+    /// Parses Kafka's comma-separated list; an empty list means neither.
+    pub fn parse(value: &str) -> Option<CleanupPolicy> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            match item {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        Some(policy)
+    }
+
+    pub fn render(self) -> String {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete".to_owned(),
+            (true, false) => "compact".to_owned(),
+            (false, true) => "delete".to_owned(),
+            (false, false) => String::new(),
         }
     }
 }
@@ -200,6 +260,27 @@ impl TopicConfig {
             "index.interval.bytes" => self.index_interval_bytes = parse_number(name, value, 0u64)?,
             "flush.messages" => self.flush_messages = parse_number(name, value, 1u64)?,
             "flush.ms" => self.flush_ms = parse_number(name, value, 0i64)?,
+            "cleanup.policy" => {
+                self.cleanup_policy = CleanupPolicy::parse(value).ok_or_else(|| InvalidConfig {
+                    message: format!(
+                        "Invalid value {value} for configuration {name}: String must be one of: compact, delete"
+                    ),
+                })?
+            }
+            "retention.ms" => self.retention_ms = parse_number(name, value, -1i64)?,
+            "retention.bytes" => self.retention_bytes = parse_number(name, value, -1i64)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_number(name, value, 0i64)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = parse_number(name, value, 1i64)?,
+            "delete.retention.ms" => self.delete_retention_ms = parse_number(name, value, 0i64)?,
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = parse_number(name, value, 0.0f64)?;
+                if ratio > 1.0 {
+                    return Err(InvalidConfig {
+                        message: format!("Invalid value {value} for configuration {name}: Value must be no more than 1"),
+                    });
+                }
+                self.min_cleanable_dirty_ratio = ratio;
+            }
             "message.timestamp.type" => {
                 self.message_timestamp_type = match value {
                     "CreateTime" => TimestampType::CreateTime,
@@ -246,10 +327,17 @@ impl TopicConfig {
                 "index.interval.bytes",
                 self.index_interval_bytes.to_string(),
             ),
+            ("cleanup.policy", self.cleanup_policy.render()),
+            ("delete.retention.ms", self.delete_retention_ms.to_string()),
             ("flush.messages", self.flush_messages.to_string()),
             ("flush.ms", self.flush_ms.to_string()),
+            ("max.compaction.lag.ms", self.max_compaction_lag_ms.to_string()),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("message.timestamp.type", timestamp_type.to_owned()),
+            ("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string()),
+            ("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+            ("retention.ms", self.retention_ms.to_string()),
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
         ];
