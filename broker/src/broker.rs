@@ -13,8 +13,10 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminError, GroupDescription, GroupListing, PartitionLag, ResetTarget};
+use crate::cleaner::{self, CleanerReport};
 use crate::cluster::{Cluster, LeadershipError, NodeInfo};
 use crate::config::Config;
+use crate::log::RetentionStats;
 use crate::server::{self, Node, Stop};
 
 /// Entry point: `Broker::builder()`.
@@ -265,6 +267,7 @@ async fn maintenance_loop(cluster: Arc<Cluster>, mut stopped: watch::Receiver<bo
             () = cluster.env.clock.sleep(MAINTENANCE_INTERVAL) => {}
         }
         cluster.groups.tick(&cluster);
+        crate::cleaner::maintain(&cluster);
         let now_ms = cluster.env.clock.wall_ms();
         for partition in cluster.partitions() {
             let mut state = partition.state();
@@ -356,6 +359,8 @@ pub enum ControlError {
     Leadership(#[from] LeadershipError),
     #[error("node {0} is already {1}")]
     AlreadyThere(i32, &'static str),
+    #[error("storage failed: {0}")]
+    Storage(String),
     #[error("the group's coordinator is not available: {0}")]
     Coordinator(String),
     #[error("node {node} cannot listen on {address} again: {source}")]
@@ -416,6 +421,66 @@ impl Control {
         let (topic, partition) = admin::coordinator_partition(&self.inner.cluster, group_id)
             .map_err(|error| ControlError::Coordinator(format!("{error:?}")))?;
         self.move_leader(&topic, partition, node)
+    }
+
+    /// Closes the active segment of a partition and opens a new one, as `segment.bytes` or
+    /// `segment.ms` would; the closed segment becomes cleanable.
+    pub fn roll(&self, topic: &str, partition: i32) -> Result<(), ControlError> {
+        let found = self.partition(topic, partition)?;
+        let now_ms = self.inner.cluster.env.clock.wall_ms();
+        let mut state = found.state();
+        state
+            .log
+            .roll(now_ms)
+            .map_err(|error| ControlError::Storage(error.to_string()))
+    }
+
+    /// Runs the cleaner on a compacted partition now, whatever its dirty ratio, and returns
+    /// its report (None if the topic is not compacted or nothing is cleanable).
+    pub fn clean_now(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<CleanerReport>, ControlError> {
+        let found = self.partition(topic, partition)?;
+        cleaner::clean(&self.inner.cluster, &found, true)
+            .map_err(|error| ControlError::Storage(format!("{error:?}")))
+    }
+
+    /// Runs time and size retention on a partition now.
+    pub fn apply_retention_now(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<RetentionStats, ControlError> {
+        let found = self.partition(topic, partition)?;
+        cleaner::retain(&self.inner.cluster, &found)
+            .map_err(|error| ControlError::Storage(format!("{error:?}")))
+    }
+
+    /// The last compaction reports, oldest first.
+    pub fn cleaner_reports(&self) -> Vec<CleanerReport> {
+        self.inner.cluster.cleaner.reports()
+    }
+
+    fn partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<crate::partition::Partition>, ControlError> {
+        let found = self.inner.cluster.topic(topic).ok_or_else(|| {
+            ControlError::Leadership(LeadershipError::UnknownTopic(topic.to_owned()))
+        })?;
+        found
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                ControlError::Leadership(LeadershipError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                })
+            })
     }
 
     /// The leader and leader epoch of a partition, if it exists.

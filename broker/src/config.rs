@@ -47,6 +47,10 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     /// Members per group (`group.max.size`).
     pub group_members_max: usize,
+    /// How often compacted partitions are checked for cleaning (`log.cleaner.backoff.ms`).
+    pub cleaner_backoff_ms: u64,
+    /// How often retention runs (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -71,6 +75,8 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
             group_members_max: 1_000,
+            cleaner_backoff_ms: 15_000,
+            retention_check_interval_ms: 300_000,
         }
     }
 }
@@ -154,7 +160,11 @@ impl CleanupPolicy {
             delete: false,
             compact: false,
         };
-        for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        for item in value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
             match item {
                 "delete" => policy.delete = true,
                 "compact" => policy.compact = true,
@@ -331,11 +341,20 @@ impl TopicConfig {
             ("delete.retention.ms", self.delete_retention_ms.to_string()),
             ("flush.messages", self.flush_messages.to_string()),
             ("flush.ms", self.flush_ms.to_string()),
-            ("max.compaction.lag.ms", self.max_compaction_lag_ms.to_string()),
+            (
+                "max.compaction.lag.ms",
+                self.max_compaction_lag_ms.to_string(),
+            ),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("message.timestamp.type", timestamp_type.to_owned()),
-            ("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string()),
-            ("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string()),
+            (
+                "min.cleanable.dirty.ratio",
+                self.min_cleanable_dirty_ratio.to_string(),
+            ),
+            (
+                "min.compaction.lag.ms",
+                self.min_compaction_lag_ms.to_string(),
+            ),
             ("retention.bytes", self.retention_bytes.to_string()),
             ("retention.ms", self.retention_ms.to_string()),
             ("segment.bytes", self.segment_bytes.to_string()),

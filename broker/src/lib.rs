@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod connection;

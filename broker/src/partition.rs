@@ -10,7 +10,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{TimestampType, TopicConfig};
-use crate::log::{Log, LogConfig};
+use crate::log::compact::{CompactionParams, CompactionStats};
+use crate::log::{Log, LogConfig, RetentionStats};
 use crate::producer_state::{ProducerStates, RememberedBatch, SequenceCheck};
 
 pub struct Partition {
@@ -120,6 +121,13 @@ impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
         PARTITION_LOCKS_HELD.with(|held| held.set(held.get() - 1));
     }
+}
+
+/// Whether every record of a batch has a key (compacted topics need one). A batch whose
+/// records cannot be read counts as not keyed.
+fn all_keyed(batch: &[u8]) -> bool {
+    tidepool_protocol::records::decode(batch, &tidepool_protocol::records::DecodeLimits::default())
+        .is_ok_and(|records| records.iter().all(|record| record.key.is_some()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,6 +250,58 @@ impl PartitionState {
         Ok(())
     }
 
+    /// One compaction pass if the topic is compacted (`force` ignores the dirty ratio).
+    pub fn compact(
+        &mut self,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<Option<CompactionStats>, ResponseError> {
+        if !self.config.cleanup_policy.compact {
+            return Ok(None);
+        }
+        let params = CompactionParams {
+            now_ms,
+            segment_bytes: self.config.segment_bytes,
+            min_compaction_lag_ms: self.config.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.config.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.config.min_cleanable_dirty_ratio,
+            delete_retention_ms: self.config.delete_retention_ms,
+            force,
+        };
+        self.log
+            .compact(params)
+            .map_err(|error| self.poison(format!("compaction failed: {error}")))
+    }
+
+    /// Time and size retention if the topic's cleanup policy includes `delete`.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionStats, ResponseError> {
+        if !self.config.cleanup_policy.delete {
+            return Ok(RetentionStats {
+                log_start_offset: self.log.log_start_offset(),
+                ..RetentionStats::default()
+            });
+        }
+        let (retention_ms, retention_bytes) =
+            (self.config.retention_ms, self.config.retention_bytes);
+        self.log
+            .apply_retention(now_ms, retention_ms, retention_bytes)
+            .map_err(|error| self.poison(format!("retention failed: {error}")))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark).
+    /// Returns the new log start offset (Kafka's low watermark).
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64, ResponseError> {
+        let high_watermark = self.log.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        self.log
+            .advance_log_start(target)
+            .map_err(|error| self.poison(format!("deleting records failed: {error}")))?;
+        Ok(self.log.log_start_offset())
+    }
+
     fn poison(&mut self, why: String) -> ResponseError {
         tracing::error!(dir = %self.log.dir().display(), %why, "partition refuses further writes");
         self.poisoned.get_or_insert(why);
@@ -338,6 +398,12 @@ impl PartitionState {
                 return Err((
                     ResponseError::InvalidRecord,
                     "record batch has no records".into(),
+                ));
+            }
+            if self.config.cleanup_policy.compact && !all_keyed(bytes) {
+                return Err((
+                    ResponseError::InvalidRecord,
+                    "Compacted topic cannot accept message without key".into(),
                 ));
             }
             if header.is_transactional() || header.is_control() {

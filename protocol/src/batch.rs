@@ -35,6 +35,7 @@ const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const MAX_TIMESTAMP_AT: usize = 35;
+const LAST_OFFSET_DELTA_AT: usize = 23;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
@@ -137,7 +138,7 @@ impl BatchHeader {
             magic: bytes[MAGIC_AT] as i8,
             crc: i32_at(bytes, CRC_AT) as u32,
             attributes: i16_at(bytes, ATTRIBUTES_AT),
-            last_offset_delta: i32_at(bytes, 23),
+            last_offset_delta: i32_at(bytes, LAST_OFFSET_DELTA_AT),
             base_timestamp: i64_at(bytes, 27),
             max_timestamp: i64_at(bytes, MAX_TIMESTAMP_AT),
             producer_id: i64_at(bytes, 43),
@@ -261,6 +262,38 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Rewrites the last offset delta and recomputes the CRC. The cleaner keeps an idempotent
+/// batch's original delta when it drops the batch's last records, so the batch still spans the
+/// producer's sequence range (base sequence + last offset delta).
+pub fn set_last_offset_delta(batch: &mut [u8], delta: i32) {
+    batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&delta.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A batch of no records standing in for `header`'s batch: same offsets, producer and
+/// sequence range, no codec. The cleaner leaves one where it removed every record of a
+/// producer's last batch, so the producer's state survives, as Kafka does.
+pub fn empty_like(header: &BatchHeader) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_BYTES);
+    bytes.extend_from_slice(&header.base_offset.to_be_bytes());
+    bytes.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD) as i32).to_be_bytes());
+    bytes.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    bytes.push(MAGIC_V2 as u8);
+    bytes.extend_from_slice(&0u32.to_be_bytes());
+    bytes.extend_from_slice(&(header.attributes & !COMPRESSION_MASK).to_be_bytes());
+    bytes.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    bytes.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    bytes.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    bytes.extend_from_slice(&header.producer_id.to_be_bytes());
+    bytes.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    bytes.extend_from_slice(&header.base_sequence.to_be_bytes());
+    bytes.extend_from_slice(&0i32.to_be_bytes());
+    let crc = compute_crc(&bytes);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
 /// Marks the batch LogAppendTime with `timestamp_ms` as its max timestamp and recomputes the
 /// CRC, as Kafka does for topics with `message.timestamp.type=LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
@@ -373,6 +406,25 @@ mod tests {
         assert_eq!(validate(&old), Err(BatchError::UnsupportedMagic(1)));
         let bad_codec = batch_with(b"x", 1, 6);
         assert_eq!(validate(&bad_codec), Err(BatchError::UnknownCompression(6)));
+    }
+
+    #[test]
+    fn an_empty_stand_in_keeps_offsets_producer_and_sequences() {
+        let original = BatchHeader::parse(&batch_with(b"opaque", 3, 1)).unwrap();
+        let empty = empty_like(&original);
+        let header = validate(&empty).unwrap();
+        assert_eq!(header.records_count, 0);
+        assert_eq!(header.last_offset(), original.last_offset());
+        assert_eq!((header.producer_id, header.base_sequence), (7, 10));
+        assert_eq!(header.last_sequence(), original.last_sequence());
+        assert_eq!(header.compression(), Ok(Compression::None));
+    }
+
+    #[test]
+    fn the_last_offset_delta_can_be_widened_keeping_the_crc_valid() {
+        let mut batch = batch_with(b"opaque", 1, 0);
+        set_last_offset_delta(&mut batch, 4);
+        assert_eq!(validate(&batch).unwrap().last_offset_delta, 4);
     }
 
     #[test]

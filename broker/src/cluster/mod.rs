@@ -86,6 +86,8 @@ pub struct Cluster {
     pub parked_fetches: Arc<tokio::sync::Semaphore>,
     /// Consumer groups and their committed offsets (kept in `__consumer_offsets`).
     pub groups: GroupCoordinator,
+    /// Compaction and retention reports and schedule.
+    pub cleaner: crate::cleaner::Cleaner,
 }
 
 struct ControllerState {
@@ -234,6 +236,12 @@ impl Cluster {
         self.persist(&state)
     }
 
+    /// Records the metadata now (after DeleteRecords moved a log start offset).
+    pub fn record_metadata(&self) -> io::Result<()> {
+        let state = lock(&self.state);
+        self.persist(&state)
+    }
+
     /// Writes the controller's metadata to `cluster.json` (see `store`).
     fn persist(&self, state: &ControllerState) -> io::Result<()> {
         let topics = state
@@ -252,6 +260,7 @@ impl Cluster {
                             replicas: partition.replicas.clone(),
                             leader: partition.leader,
                             leader_epoch: partition.leader_epoch,
+                            log_start_offset: partition.log.log_start_offset(),
                         }
                     })
                     .collect(),

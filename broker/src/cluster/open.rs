@@ -69,6 +69,7 @@ impl Cluster {
             state: Mutex::new(state),
             parked_fetches,
             groups,
+            cleaner: crate::cleaner::Cleaner::default(),
         };
         if fresh {
             cluster.persist(&super::lock(&cluster.state))?;

@@ -40,6 +40,10 @@ pub struct StoredPartition {
     /// -1 when no replica is alive.
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Moved by DeleteRecords (segments deleted whole need no record: the first one left
+    /// starts the log).
+    #[serde(default)]
+    pub log_start_offset: i64,
 }
 
 impl StoredCluster {
@@ -113,6 +117,7 @@ mod tests {
                 replicas: vec![1, 2],
                 leader: 2,
                 leader_epoch: 4,
+                log_start_offset: 9,
             }],
         });
         save(&disk, root, &stored).unwrap();

@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
@@ -57,6 +58,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// Who sent a request, for what group members report about themselves.
@@ -163,6 +165,9 @@ pub async fn dispatch(
         }
         RequestKind::OffsetDelete(body) => {
             ResponseKind::OffsetDelete(offset_delete::handle(node, body))
+        }
+        RequestKind::DeleteRecords(body) => {
+            ResponseKind::DeleteRecords(delete_records::handle(node, body))
         }
         _ => {
             // `request::parse` refuses APIs outside SUPPORTED_APIS, so this is a table bug.

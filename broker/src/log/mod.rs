@@ -5,6 +5,7 @@
 //! only the last segment is written; batches are stored exactly as received except for the
 //! base offset, the partition leader epoch and, for LogAppendTime, the timestamp and CRC.
 
+pub mod compact;
 mod index;
 mod segment;
 
@@ -45,6 +46,14 @@ pub enum ReadError {
     },
     #[error("log read failed: {0}")]
     Io(#[from] io::Error),
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionStats {
+    pub segments_removed: usize,
+    pub bytes_removed: u64,
+    pub log_start_offset: i64,
 }
 
 /// A record found by timestamp, with the leader epoch of the batch holding it.
@@ -151,6 +160,7 @@ pub struct Log {
     /// A segment file was created since the directory was last fsynced: the next sync must
     /// make its directory entry durable too.
     directory_dirty: bool,
+    cleaner: compact::CleanerState,
 }
 
 impl Log {
@@ -177,6 +187,7 @@ impl Log {
             log_start_offset: 0,
             epochs: Vec::new(),
             directory_dirty: false,
+            cleaner: compact::CleanerState::default(),
         })
     }
 
@@ -194,6 +205,7 @@ impl Log {
         now_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<Recovered> {
+        compact::recover_swaps(disk.as_ref(), dir)?;
         let bases = segment_bases(disk.as_ref(), dir)?;
         if bases.is_empty() {
             let log = Log::create(disk, dir, config, now_ms)?;
@@ -261,6 +273,7 @@ impl Log {
             log_start_offset,
             epochs,
             directory_dirty: false,
+            cleaner: compact::CleanerState::default(),
         };
         Ok(Recovered {
             log,
@@ -376,6 +389,71 @@ impl Log {
             now_ms,
         )?;
         self.segments.insert(base_offset, segment);
+        self.directory_dirty = true;
+        Ok(())
+    }
+
+    /// Moves the log start offset forward (DeleteRecords, or restoring it on open): offsets
+    /// below it are gone, and whole segments below it are removed. Never past the high
+    /// watermark, never backwards.
+    pub fn advance_log_start(&mut self, offset: i64) -> io::Result<()> {
+        let offset = offset.min(self.high_watermark());
+        if offset <= self.log_start_offset {
+            return Ok(());
+        }
+        self.log_start_offset = offset;
+        let active_base = self.active().base_offset;
+        let below: Vec<i64> = self
+            .segments
+            .values()
+            .filter(|segment| segment.base_offset != active_base && segment.next_offset() <= offset)
+            .map(|segment| segment.base_offset)
+            .collect();
+        for base in below {
+            self.remove_segment(base)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the oldest inactive segments while they are older than `retention_ms` (by
+    /// their newest record) or the log is larger than `retention_bytes` without them; -1
+    /// disables either. The active segment is never deleted. Kafka's time and size retention.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> io::Result<RetentionStats> {
+        let mut stats = RetentionStats::default();
+        let mut total: u64 = self.segments.values().map(Segment::size).sum();
+        let active_base = self.active().base_offset;
+        let candidates: Vec<(i64, u64, i64)> = self
+            .segments
+            .values()
+            .take_while(|segment| segment.base_offset != active_base)
+            .map(|segment| (segment.base_offset, segment.size(), segment.max_timestamp()))
+            .collect();
+        for (base, size, max_timestamp) in candidates {
+            let expired = retention_ms >= 0 && max_timestamp < now_ms.saturating_sub(retention_ms);
+            let oversized =
+                retention_bytes >= 0 && total.saturating_sub(size) >= retention_bytes as u64;
+            if !(expired || oversized) {
+                break;
+            }
+            self.remove_segment(base)?;
+            total -= size;
+            stats.segments_removed += 1;
+            stats.bytes_removed += size;
+        }
+        let first_base = self.segments.keys().next().copied().unwrap_or(active_base);
+        self.log_start_offset = self.log_start_offset.max(first_base);
+        stats.log_start_offset = self.log_start_offset;
+        Ok(stats)
+    }
+
+    fn remove_segment(&mut self, base: i64) -> io::Result<()> {
+        self.segments.remove(&base);
+        remove_segment_files(self.disk.as_ref(), &self.dir, base)?;
         self.directory_dirty = true;
         Ok(())
     }

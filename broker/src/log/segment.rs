@@ -310,6 +310,18 @@ impl Segment {
         self.scan_from(position, |header| header.max_timestamp >= timestamp)
     }
 
+    /// Every batch in the segment, in order.
+    pub fn batches(&self) -> io::Result<Vec<BatchLocation>> {
+        let mut locations = Vec::new();
+        let mut position = 0;
+        while position < self.size {
+            let header = self.header_at(position)?;
+            locations.push(BatchLocation { position, header });
+            position += header.total_bytes() as u64;
+        }
+        Ok(locations)
+    }
+
     fn scan_from(
         &self,
         mut position: u64,
