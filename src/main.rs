@@ -107,21 +107,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(host) = args.advertised_host {
         builder = builder.advertised_host(host);
     }
+    // Handlers go in before the ready line: a SIGTERM sent as soon as a caller reads it must
+    // stop the broker cleanly, not kill it.
+    let signals = Signals::install()?;
     let broker = builder.start().await?;
     println!("tidepool ready bootstrap={}", broker.bootstrap());
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("signal received, shutting down");
     broker.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT, caught.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }

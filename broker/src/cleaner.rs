@@ -62,7 +62,9 @@ impl Cleaner {
         reports.push_back(report);
     }
 
-    /// Whether `interval` has passed since the last run of this kind (and marks it run).
+    /// Whether `interval` has passed since the last run of this kind (and marks it run). The
+    /// first run comes one interval after start, as Kafka delays its first retention check:
+    /// a restarted broker does not delete old segments the moment it opens them.
     fn due(&self, now: Duration, interval: Duration, cleaner: bool) -> bool {
         let mut last_runs = self
             .last_runs
@@ -74,8 +76,12 @@ impl Cleaner {
             &mut last_runs.1
         };
         match last {
+            None => {
+                *last = Some(now);
+                false
+            }
             Some(previous) if now.saturating_sub(*previous) < interval => false,
-            _ => {
+            Some(_) => {
                 *last = Some(now);
                 true
             }
