@@ -476,3 +476,32 @@ async fn group_apis_answer_at_every_version() {
         assert_eq!(response.results[0].error_code, 0, "DeleteGroups v{version}");
     }
 }
+
+#[tokio::test]
+async fn delete_records_answers_at_every_version() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let broker = start_default().await;
+    let mut client = Client::connect(&broker).await;
+    topic_with_records(&mut client, &broker, "t").await;
+    for version in versions(ApiKey::DeleteRecords) {
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(1_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(i64::from(version)),
+                    ]),
+            ]);
+        let answer = client.call(version, request).await.topics[0].partitions[0].clone();
+        assert_eq!(
+            (answer.error_code, answer.low_watermark),
+            (0, i64::from(version)),
+            "DeleteRecords v{version}"
+        );
+    }
+}

@@ -109,6 +109,9 @@ fn open_topic(env: &Env, config: &Config, root: &Path, stored: &StoredTopic) -> 
         state
             .log
             .assign_epoch(stored_partition.leader_epoch, log_end_offset);
+        state
+            .log
+            .advance_log_start(stored_partition.log_start_offset)?;
         partitions.push(Arc::new(Partition::new(
             &stored.name,
             stored.id,
