@@ -130,3 +130,33 @@ async fn the_java_client_round_trips_every_codec() {
     run(&script("tests/java/run.sh"), vec![broker.bootstrap()]).await;
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_alters_and_describes_topic_configs() {
+    if !enabled("kafka_python_alters_and_describes_topic_configs") {
+        return;
+    }
+    let broker = broker().await;
+    let args = vec![
+        script("tests/compat/configs_kafka_python.py"),
+        "--bootstrap".into(),
+        broker.bootstrap(),
+    ];
+    run(&python(), args).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_through_confluent_kafka_alters_and_describes_topic_configs() {
+    if !enabled("librdkafka_through_confluent_kafka_alters_and_describes_topic_configs") {
+        return;
+    }
+    let broker = broker().await;
+    let args = vec![
+        script("tests/compat/configs_confluent.py"),
+        "--bootstrap".into(),
+        broker.bootstrap(),
+    ];
+    run(&python(), args).await;
+    broker.shutdown().await;
+}

@@ -184,11 +184,15 @@ impl CleanupPolicy {
     }
 }
 
-/// Topic config names Kafka accepts. Names outside this list are refused with INVALID_CONFIG, as
-/// Kafka does; names inside it but not acted on yet are kept so they can be described.
-const KNOWN_TOPIC_CONFIGS: &[&str] = &[
+/// Topic config names Kafka 4 accepts. Names outside this list are refused with INVALID_CONFIG, as
+/// Kafka does; names inside it but not acted on yet are kept so they can be described (with
+/// Kafka's defaults, from `cluster::configs`, which lists every one of them).
+pub(crate) const KNOWN_TOPIC_CONFIGS: &[&str] = &[
     "cleanup.policy",
+    "compression.gzip.level",
+    "compression.lz4.level",
     "compression.type",
+    "compression.zstd.level",
     "delete.retention.ms",
     "file.delete.delay.ms",
     "flush.messages",
@@ -200,16 +204,15 @@ const KNOWN_TOPIC_CONFIGS: &[&str] = &[
     "local.retention.ms",
     "max.compaction.lag.ms",
     "max.message.bytes",
-    "message.downconversion.enable",
-    "message.format.version",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
-    "message.timestamp.difference.max.ms",
     "message.timestamp.type",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "min.insync.replicas",
     "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
     "remote.storage.enable",
     "retention.bytes",
     "retention.ms",

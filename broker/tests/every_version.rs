@@ -505,3 +505,93 @@ async fn delete_records_answers_at_every_version() {
         );
     }
 }
+
+#[tokio::test]
+async fn config_apis_answer_at_every_version() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request as incremental;
+
+    let broker = start_default().await;
+    let mut client = Client::connect(&broker).await;
+    topic_with_records(&mut client, &broker, "t").await;
+    for version in versions(ApiKey::AlterConfigs) {
+        let retention_ms = format!("{}", 1_000 + i64::from(version));
+        let request = AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("t"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(text("retention.ms"))
+                        .with_value(Some(text(&retention_ms))),
+                ]),
+        ]);
+        let response = client.call(version, request).await;
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "AlterConfigs v{version}"
+        );
+        assert_eq!(
+            broker.cluster().topic("t").unwrap().config.retention_ms,
+            1_000 + i64::from(version)
+        );
+    }
+    for version in versions(ApiKey::IncrementalAlterConfigs) {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(text("t"))
+                .with_configs(vec![
+                    incremental::AlterableConfig::default()
+                        .with_name(text("segment.ms"))
+                        .with_config_operation(0)
+                        .with_value(Some(text(&format!("{}", 60_000 + i64::from(version))))),
+                ]),
+        ]);
+        let response = client.call(version, request).await;
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "IncrementalAlterConfigs v{version}"
+        );
+        assert_eq!(
+            broker.cluster().topic("t").unwrap().config.segment_ms,
+            60_000 + i64::from(version)
+        );
+    }
+    for version in versions(ApiKey::DescribeConfigs) {
+        let request = DescribeConfigsRequest::default()
+            .with_include_synonyms(true)
+            .with_include_documentation(version >= 3)
+            .with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("t"))
+                    .with_configuration_keys(None),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(text("1"))
+                    .with_configuration_keys(Some(vec![text("log.segment.bytes")])),
+            ]);
+        let response = client.call(version, request).await;
+        assert_eq!(response.results.len(), 2, "DescribeConfigs v{version}");
+        let topic = &response.results[0];
+        assert_eq!(topic.error_code, 0, "DescribeConfigs v{version}");
+        let segment_ms = topic
+            .configs
+            .iter()
+            .find(|config| config.name.as_str() == "segment.ms")
+            .unwrap();
+        assert_eq!(
+            (segment_ms.value.as_deref(), segment_ms.config_source),
+            (Some("60001"), 1),
+            "DescribeConfigs v{version}"
+        );
+        assert_eq!(segment_ms.synonyms.len(), 2, "DescribeConfigs v{version}");
+        assert_eq!(
+            response.results[1].configs.len(),
+            1,
+            "DescribeConfigs v{version}"
+        );
+    }
+}

@@ -623,6 +623,7 @@ fn kafka_style_id(uuid: Uuid) -> String {
     id
 }
 
+pub mod configs;
 mod groups;
 mod leaders;
 

@@ -1,4 +1,5 @@
-//! CreateTopics: validated against Kafka's rules (names, counts, assignments, configs).
+//! CreateTopics: validated against Kafka's rules (names, counts, assignments, configs); the
+//! answer lists every topic config as DescribeConfigs would (v5+).
 
 use std::collections::BTreeMap;
 
@@ -10,12 +11,10 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::{Created, TopicRequest};
+use crate::cluster::configs::{describe_topic, topic_config_with};
+use crate::cluster::{Created, Refusal, TopicRequest, validate_topic_name};
+use crate::config::Config;
 use crate::server::Node;
-
-/// Kafka's `ConfigSource` values in config descriptions.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
 
 pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut name_counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -34,11 +33,10 @@ pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> Creat
                         "Create topics request from client contains a duplicate topic name",
                     )));
             }
-            match node
-                .cluster
-                .create_topic(&topic_request(wanted), request.validate_only)
-            {
-                Ok(done) => created(result, &done),
+            let outcome = topic_request(wanted, &node.cluster.config)
+                .and_then(|wanted| node.cluster.create_topic(&wanted, request.validate_only));
+            match outcome {
+                Ok(done) => created(result, &done, &node.cluster.config),
                 Err(refusal) => result
                     .with_error_code(refusal.error.code())
                     .with_error_message(Some(StrBytes::from_string(refusal.message)))
@@ -50,8 +48,29 @@ pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> Creat
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn topic_request(wanted: &CreatableTopic) -> TopicRequest {
-    TopicRequest {
+/// The request as the controller takes it, its configs checked with Kafka's messages and kept
+/// as Kafka prints them. A config named twice takes its last value, as in Kafka; a null value
+/// is INVALID_CONFIG, as in Kafka 4.
+fn topic_request(wanted: &CreatableTopic, broker: &Config) -> Result<TopicRequest, Refusal> {
+    let invalid_config = |message: String| Refusal {
+        error: ResponseError::InvalidConfig,
+        message,
+    };
+    // A bad name is reported before bad configs, as the controller would.
+    validate_topic_name(wanted.name.0.as_str())?;
+    let mut overrides = BTreeMap::new();
+    for config in &wanted.configs {
+        let value = config.value.as_ref().ok_or_else(|| {
+            invalid_config(format!(
+                "Null value not supported for topic configs: {}",
+                config.name.as_str()
+            ))
+        })?;
+        overrides.insert(config.name.to_string(), value.to_string());
+    }
+    let checked = topic_config_with(&broker.topic_defaults, &overrides)
+        .map_err(|invalid| invalid_config(invalid.message))?;
+    Ok(TopicRequest {
         name: wanted.name.0.to_string(),
         partitions: wanted.num_partitions,
         replication_factor: wanted.replication_factor,
@@ -63,36 +82,24 @@ fn topic_request(wanted: &CreatableTopic) -> TopicRequest {
                 (assignment.partition_index, replicas)
             })
             .collect(),
-        // A null value asks for the default, which is what leaving it out gives.
-        configs: wanted
-            .configs
-            .iter()
-            .filter_map(|config| {
-                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
-            })
-            .collect(),
-    }
+        configs: checked.overrides.into_iter().collect(),
+    })
 }
 
-fn created(result: CreatableTopicResult, done: &Created) -> CreatableTopicResult {
-    let configs = done
-        .topic
-        .config
-        .entries()
+fn created(result: CreatableTopicResult, done: &Created, broker: &Config) -> CreatableTopicResult {
+    let configs = describe_topic(&done.topic.config, broker)
         .into_iter()
-        .map(|entry| {
-            let source = if entry.is_default {
-                SOURCE_DEFAULT
-            } else {
-                SOURCE_DYNAMIC_TOPIC
-            };
+        .map(|config| {
             CreatableTopicConfigs::default()
-                .with_name(StrBytes::from_string(entry.name))
-                .with_value(Some(StrBytes::from_string(entry.value)))
-                .with_config_source(source)
+                .with_name(StrBytes::from_string(config.name))
+                .with_value(Some(StrBytes::from_string(config.value)))
+                .with_read_only(config.read_only)
+                .with_config_source(config.source as i8)
+                .with_is_sensitive(false)
         })
         .collect();
     result
+        .with_error_message(None)
         .with_topic_id(done.topic.id)
         .with_num_partitions(done.partitions as i32)
         .with_replication_factor(done.replication_factor as i16)

@@ -2,6 +2,7 @@
 //! (ApiVersions answers from it, and requests outside it are refused before decoding) and the
 //! dispatch from a decoded request to its handler.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -9,10 +10,12 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -59,6 +62,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// Who sent a request, for what group members report about themselves.
@@ -168,6 +174,15 @@ pub async fn dispatch(
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(node, body))
+        }
+        RequestKind::DescribeConfigs(body) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(node, version, body))
+        }
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(node, body))
+        }
+        RequestKind::IncrementalAlterConfigs(body) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(node, body))
         }
         _ => {
             // `request::parse` refuses APIs outside SUPPORTED_APIS, so this is a table bug.
