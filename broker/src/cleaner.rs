@@ -97,7 +97,10 @@ pub fn clean(
     force: bool,
 ) -> Result<Option<CleanerReport>, ResponseError> {
     let now_ms = cluster.env.clock.wall_ms();
-    let Some(stats) = partition.state().compact(now_ms, force)? else {
+    let Some(stats) = partition
+        .state()
+        .compact(now_ms, force, cluster.config.cleaner_keys_max)?
+    else {
         return Ok(None);
     };
     let report = CleanerReport {

@@ -51,6 +51,9 @@ pub struct Config {
     pub cleaner_backoff_ms: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// Distinct keys one compaction pass may map (Kafka's dedupe buffer, 128 MiB by
+    /// default, holds about 5.6 million); a partition with more is cleaned in parts.
+    pub cleaner_keys_max: usize,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             group_members_max: 1_000,
             cleaner_backoff_ms: 15_000,
             retention_check_interval_ms: 300_000,
+            cleaner_keys_max: 4_000_000,
         }
     }
 }

