@@ -394,7 +394,7 @@ impl Log {
     }
 
     /// Moves the log start offset forward (DeleteRecords, or restoring it on open): offsets
-    /// below it are gone, and whole segments below it are removed. Never past the high
+    /// below it are gone, and segments wholly below it are removed. Never past the high
     /// watermark, never backwards.
     pub fn advance_log_start(&mut self, offset: i64) -> io::Result<()> {
         let offset = offset.min(self.high_watermark());
@@ -402,12 +402,14 @@ impl Log {
             return Ok(());
         }
         self.log_start_offset = offset;
-        let active_base = self.active().base_offset;
-        let below: Vec<i64> = self
-            .segments
-            .values()
-            .filter(|segment| segment.base_offset != active_base && segment.next_offset() <= offset)
-            .map(|segment| segment.base_offset)
+        // Kafka's rule: a segment goes when the next one starts at or below the log start. So
+        // the first segment never starts past the log start, and a reopen (which starts the
+        // log at its first segment, then restores the saved log start) finds the same one.
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let below: Vec<i64> = bases
+            .windows(2)
+            .take_while(|pair| pair[1] <= offset)
+            .map(|pair| pair[0])
             .collect();
         for base in below {
             self.remove_segment(base)?;
@@ -542,12 +544,36 @@ impl Log {
     }
 
     /// The first record with a timestamp at or past `target` (ListOffsets by timestamp).
+    ///
+    /// Searching goes on past a batch that has no such record at or above the log start (an
+    /// empty batch the cleaner kept for its producer still carries its old max timestamp), and
+    /// past the end of its segment. Kafka stops at the end of the first segment whose largest
+    /// timestamp reaches the target, answering "none" in that corner; we answer the record.
     pub fn offset_for_timestamp(&self, target: i64) -> io::Result<Option<TimestampedOffset>> {
-        Ok(self.batch_by_timestamp(target)?.and_then(|batch| {
-            pick_record(&batch, |records| {
-                records.iter().find(|r| r.timestamp >= target).copied()
-            })
-        }))
+        let floor = self.log_start_offset;
+        let candidates = self
+            .segments
+            .values()
+            .filter(|segment| segment.max_timestamp() >= target && segment.next_offset() > floor);
+        for segment in candidates {
+            let mut next = segment.find_batch_by_timestamp(target)?;
+            while let Some(location) = next {
+                if location.header.last_offset() >= floor {
+                    let batch = segment.read_batch(location)?;
+                    let found = pick_record(&batch, |records| {
+                        records
+                            .iter()
+                            .find(|r| r.timestamp >= target && r.offset >= floor)
+                            .copied()
+                    });
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                next = segment.next_batch_by_timestamp(target, location)?;
+            }
+        }
+        Ok(None)
     }
 
     /// The first record carrying the largest timestamp in the log (ListOffsets, KIP-734).

@@ -270,9 +270,12 @@ impl Segment {
         if self.bytes_since_index_entry >= self.index_interval_bytes {
             let relative = self.relative(header.last_offset());
             self.offset_index.append(relative, position as u32)?;
-            let relative_max = self.relative(self.offset_of_max_timestamp);
-            self.time_index
-                .maybe_append(self.max_timestamp, relative_max)?;
+            // Batches without timestamps (-1) leave nothing to index by time.
+            if self.offset_of_max_timestamp >= self.base_offset {
+                let relative_max = self.relative(self.offset_of_max_timestamp);
+                self.time_index
+                    .maybe_append(self.max_timestamp, relative_max)?;
+            }
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch_bytes;
@@ -307,6 +310,16 @@ impl Segment {
         }
         let relative = self.time_index.scan_from(timestamp);
         let position = u64::from(self.offset_index.scan_start(relative));
+        self.scan_from(position, |header| header.max_timestamp >= timestamp)
+    }
+
+    /// The next batch after `previous` with a max timestamp at or past `timestamp`.
+    pub fn next_batch_by_timestamp(
+        &self,
+        timestamp: i64,
+        previous: BatchLocation,
+    ) -> io::Result<Option<BatchLocation>> {
+        let position = previous.position + previous.header.total_bytes() as u64;
         self.scan_from(position, |header| header.max_timestamp >= timestamp)
     }
 

@@ -185,6 +185,21 @@ fn a_segment_without_record_timestamps_rolls_by_wall_clock() {
 }
 
 #[test]
+fn batches_without_timestamps_are_indexed_by_offset_only() {
+    let mut log = new_log(1 << 20);
+    log.set_config(LogConfig {
+        index_interval_bytes: 0,
+        ..config(1 << 20)
+    });
+    for _ in 0..3 {
+        log.append(&batch(2, -1, 10), 0, None, 0).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    let read = read_log(&log, 4, 1 << 20, true).unwrap();
+    assert_eq!(offsets_in(&read), vec![(4, 5)]);
+}
+
+#[test]
 fn stored_batches_carry_the_leader_epoch_and_log_append_time() {
     let mut log = new_log(1 << 20);
     log.append(&batch(1, 5, 10), 7, Some(99), 0).unwrap();
