@@ -1,0 +1,21 @@
+//! tidepool-client: a pure-Rust Kafka client over Tidepool's seams (DESIGN.md §4).
+//!
+//! Every byte goes through the [`tidepool_io::Transport`] seam, every wait through the Clock and
+//! every random choice through Entropy, so the same code talks TCP to Tidepool or Apache Kafka
+//! and runs inside the deterministic simulator.
+//!
+//! # Layout
+//! - [`Client`]: bootstrap, metadata cache, one pipelined connection per broker, coordinators.
+//! - [`partitioner`]: the Java client's murmur2 partitioner and the [`Partitioner`] trait.
+
+mod client;
+mod config;
+mod conn;
+mod error;
+pub mod partitioner;
+pub mod versions;
+
+pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
+pub use config::ClientConfig;
+pub use error::{Error, KafkaCode, Result};
+pub use partitioner::{DefaultPartitioner, Partitioner};
