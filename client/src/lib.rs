@@ -13,9 +13,13 @@ mod config;
 mod conn;
 mod error;
 pub mod partitioner;
+mod types;
 pub mod versions;
 
 pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
 pub use error::{Error, KafkaCode, Result};
 pub use partitioner::{DefaultPartitioner, Partitioner};
+pub use tidepool_protocol::compression::Compression;
+pub use tidepool_protocol::records::Header;
+pub use types::TopicPartition;
