@@ -1,4 +1,7 @@
-//! The `tidepool` command line: `tidepool serve` runs a broker until SIGINT or SIGTERM.
+//! The `tidepool` command line: `tidepool serve` runs a broker until SIGINT or SIGTERM;
+//! `tidepool topics ...` and `tidepool groups ...` administer any Kafka-compatible cluster.
+
+mod cli;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -23,6 +26,10 @@ enum Command {
     /// Run a broker. Prints `tidepool ready bootstrap=HOST:PORT[,...]` on stdout once every
     /// node accepts connections; logs go to stderr.
     Serve(ServeArgs),
+    /// List, describe, create, delete topics and alter their configs.
+    Topics(cli::TopicsArgs),
+    /// List and describe consumer groups, and reset their offsets.
+    Groups(cli::GroupsArgs),
 }
 
 #[derive(clap::Args)]
@@ -62,20 +69,33 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A broker logs its life at info; an admin command's output is its answer, so only
+    // warnings join it on stderr.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Topics(_) | Command::Groups(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+    let admin = match cli.command {
+        Command::Serve(args) => return runtime.block_on(serve(args)),
+        Command::Topics(args) => runtime.block_on(cli::topics(args)),
+        Command::Groups(args) => runtime.block_on(cli::groups(args)),
+    };
+    if let Err(error) = admin {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
     }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! - [`Client`]: bootstrap, metadata cache, one pipelined connection per broker, coordinators.
 //! - [`partitioner`]: the Java client's murmur2 partitioner and the [`Partitioner`] trait.
 
+mod admin;
 mod client;
 mod config;
 mod conn;
@@ -16,6 +17,10 @@ pub mod partitioner;
 mod types;
 pub mod versions;
 
+pub use admin::{
+    Admin, AlterOp, ConfigEntry, ConfigResource, ConfigSource, GroupDescription, GroupListing,
+    ListedOffset, MemberDescription, NewTopic, OffsetSpec,
+};
 pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
 pub use error::{Error, KafkaCode, Result};

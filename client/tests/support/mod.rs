@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub mod produce;
+pub mod topics;
+
 use std::time::Duration;
 
 use tidepool_broker::{Broker, BrokerHandle};
