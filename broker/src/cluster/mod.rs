@@ -527,7 +527,7 @@ impl Cluster {
         &self,
         name: &str,
         count: i32,
-        assignments: &[Vec<i32>],
+        assignments: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
         let mut state = lock(&self.state);
@@ -549,15 +549,14 @@ impl Cluster {
             return Err(Refusal::new(ResponseError::InvalidPartitions, message));
         }
         let added = count as usize - current;
-        let new_replicas = if assignments.is_empty() {
-            let replication_factor = topic.partitions[0].state().replicas.len() as i16;
-            place_replicas(&mut state, current, added, replication_factor)?
-        } else {
+        // No assignments (null) means "place them"; a list, even an empty one, must name every
+        // new partition, as Kafka's controller insists.
+        let new_replicas = if let Some(assignments) = assignments {
             if assignments.len() != added {
                 return Err(Refusal::new(
                     ResponseError::InvalidReplicaAssignment,
                     format!(
-                        "Increasing the number of partitions by {added} but {} assignments provided.",
+                        "Attempted to add {added} additional partition(s), but only {} assignment(s) were specified.",
                         assignments.len()
                     ),
                 ));
@@ -568,6 +567,9 @@ impl Cluster {
                 .map(|(offset, replicas)| ((current + offset) as i32, replicas.clone()))
                 .collect();
             explicit_assignments(&state, &numbered, current)?
+        } else {
+            let replication_factor = topic.partitions[0].state().replicas.len() as i16;
+            place_replicas(&mut state, current, added, replication_factor)?
         };
         self.check_partition_budget(&state, added)?;
         if validate_only {

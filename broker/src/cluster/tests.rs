@@ -115,18 +115,26 @@ fn partitions_only_grow_and_keep_their_logs() {
     let cluster = cluster_of(2);
     cluster.create_topic(&request("t", 2, 1), false).unwrap();
     let before = cluster.topic("t").unwrap();
-    cluster.create_partitions("t", 5, &[], false).unwrap();
+    cluster.create_partitions("t", 5, None, false).unwrap();
     let after = cluster.topic("t").unwrap();
     assert_eq!(after.partitions.len(), 5);
     assert!(Arc::ptr_eq(&before.partitions[0], &after.partitions[0]));
-    let shrink = cluster.create_partitions("t", 3, &[], false).unwrap_err();
+    let shrink = cluster.create_partitions("t", 3, None, false).unwrap_err();
     assert_eq!(shrink.error, ResponseError::InvalidPartitions);
     let bad = cluster
-        .create_partitions("t", 6, &[vec![7]], false)
+        .create_partitions("t", 6, Some(&[vec![7]]), false)
         .unwrap_err();
     assert_eq!(bad.error, ResponseError::InvalidReplicaAssignment);
+    let none_named = cluster
+        .create_partitions("t", 6, Some(&[]), false)
+        .unwrap_err();
+    assert_eq!(none_named.error, ResponseError::InvalidReplicaAssignment);
+    assert_eq!(
+        none_named.message,
+        "Attempted to add 1 additional partition(s), but only 0 assignment(s) were specified."
+    );
     cluster
-        .create_partitions("t", 6, &[vec![2]], false)
+        .create_partitions("t", 6, Some(&[vec![2]]), false)
         .unwrap();
     assert_eq!(cluster.topic("t").unwrap().partitions[5].state().leader, 2);
 }

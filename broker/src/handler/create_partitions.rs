@@ -11,16 +11,16 @@ pub fn handle(node: &Node, request: CreatePartitionsRequest) -> CreatePartitions
         .topics
         .into_iter()
         .map(|wanted| {
-            let assignments: Vec<Vec<i32>> = wanted
-                .assignments
-                .unwrap_or_default()
-                .into_iter()
-                .map(|assignment| assignment.broker_ids.into_iter().map(|id| id.0).collect())
-                .collect();
+            let assignments: Option<Vec<Vec<i32>>> = wanted.assignments.map(|assignments| {
+                assignments
+                    .into_iter()
+                    .map(|assignment| assignment.broker_ids.into_iter().map(|id| id.0).collect())
+                    .collect()
+            });
             let outcome = node.cluster.create_partitions(
                 &wanted.name.0,
                 wanted.count,
-                &assignments,
+                assignments.as_deref(),
                 request.validate_only,
             );
             let result = CreatePartitionsTopicResult::default().with_name(wanted.name);
