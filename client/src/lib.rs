@@ -14,6 +14,7 @@ mod config;
 mod conn;
 mod error;
 pub mod partitioner;
+mod producer;
 mod types;
 pub mod versions;
 
@@ -25,6 +26,9 @@ pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
 pub use error::{Error, KafkaCode, Result};
 pub use partitioner::{DefaultPartitioner, Partitioner};
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 pub use tidepool_protocol::compression::Compression;
 pub use tidepool_protocol::records::Header;
 pub use types::TopicPartition;

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod fetch;
 pub mod produce;
 pub mod topics;
 

@@ -35,6 +35,12 @@ pub async fn produce_raw_at(
         builder.append(timestamp, key, value, Vec::new());
     }
     let batch = builder.build().expect("a batch of at least one record");
+    produce_batch(client, topic, partition, batch).await
+}
+
+/// Writes a batch built by the caller (headers, timestamps, codec of its choosing), acks=all,
+/// and returns the offset of its first record.
+pub async fn produce_batch(client: &Client, topic: &str, partition: i32, batch: Bytes) -> i64 {
     let deadline = client.now() + client.config().request_timeout;
     let mut attempt = 0;
     loop {
