@@ -12,6 +12,7 @@ mod admin;
 mod client;
 mod config;
 mod conn;
+mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
@@ -24,6 +25,10 @@ pub use admin::{
 };
 pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
+pub use consumer::{
+    AssignorKind, BoxFuture, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata,
+    OffsetReset, RebalanceListener,
+};
 pub use error::{Error, KafkaCode, Result};
 pub use partitioner::{DefaultPartitioner, Partitioner};
 pub use producer::{
