@@ -579,7 +579,13 @@ impl Model {
         }
         member.joining = false;
         member.syncing = false;
-        let unchanged = member.protocols == protocols;
+        // Kafka stays Stable when the selected protocol cannot change: the same protocol names
+        // in the same order (the metadata, e.g. owned partitions, may differ and is replaced).
+        let unchanged = member.names().eq(PROTOCOL_SETS[protocols].1.iter().map(|(name, _)| *name))
+            && PROTOCOL_SETS[member.protocols].0 == PROTOCOL_SETS[protocols].0;
+        if unchanged {
+            member.protocols = protocols;
+        }
         let instance = member.instance.clone().unwrap_or_default();
         self.members.insert(new_id.clone(), member);
         self.statics.insert(instance, new_id.clone());

@@ -516,7 +516,19 @@ impl Group {
                 .syncs
                 .push((old_id.clone(), Err(GroupError::FencedInstanceId)));
         }
-        let unchanged = member.protocols == request.protocols;
+        // Kafka keeps the group Stable when the protocol it would select is unchanged. A
+        // restarted client's metadata always differs (it carries its generation and owned
+        // partitions), so compare the protocols it names, in its order of preference: the same
+        // list cannot change the vote. (Kafka also skips the rebalance for some changed lists
+        // that happen to elect the same protocol; we rebalance then, which is always safe.)
+        let unchanged = member
+            .protocols
+            .iter()
+            .map(|p| &p.name)
+            .eq(request.protocols.iter().map(|p| &p.name));
+        if unchanged {
+            member.protocols = request.protocols.clone();
+        }
         member.id = new_id.clone();
         member.awaiting_join = false;
         member.awaiting_sync = false;
