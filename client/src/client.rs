@@ -406,8 +406,13 @@ impl Client {
     /// The coordinator of a consumer group, from the cache or FindCoordinator, retried with
     /// backoff while the cluster answers retriable errors, up to the request timeout.
     pub async fn coordinator(&self, group: &str) -> Result<i32> {
-        if let Some(node) = lock(&self.inner.coordinators).get(group).copied() {
-            return Ok(node);
+        let cached = lock(&self.inner.coordinators).get(group).copied();
+        if let Some(node) = cached {
+            // A node that left the metadata (taken down) is asked about again.
+            if lock(&self.inner.metadata).brokers.contains_key(&node) {
+                return Ok(node);
+            }
+            self.forget_coordinator(group);
         }
         let deadline = self.now() + self.inner.config.request_timeout;
         let mut attempt = 0;
