@@ -581,7 +581,9 @@ impl Model {
         member.syncing = false;
         // Kafka stays Stable when the selected protocol cannot change: the same protocol names
         // in the same order (the metadata, e.g. owned partitions, may differ and is replaced).
-        let unchanged = member.names().eq(PROTOCOL_SETS[protocols].1.iter().map(|(name, _)| *name))
+        let unchanged = member
+            .names()
+            .eq(PROTOCOL_SETS[protocols].1.iter().map(|(name, _)| *name))
             && PROTOCOL_SETS[member.protocols].0 == PROTOCOL_SETS[protocols].0;
         if unchanged {
             member.protocols = protocols;
