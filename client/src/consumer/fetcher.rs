@@ -63,6 +63,8 @@ pub(crate) struct Fetched {
     pub out_of_range: Vec<(TopicPartition, i64)>,
     /// Some partition's leadership moved (or the request failed): refresh metadata.
     pub stale_metadata: bool,
+    /// Each answered partition's high watermark.
+    high_watermarks: Vec<(TopicPartition, i64)>,
 }
 
 impl Fetched {
@@ -91,6 +93,9 @@ pub(crate) struct FetchState {
     pub refreshing_metadata: bool,
     /// Draining resumes after this partition, so one busy partition cannot starve others.
     drain_after: Option<TopicPartition>,
+    /// The high watermark each partition's last fetch reported: a partition fetched from
+    /// there has nothing to read yet.
+    high_watermarks: BTreeMap<TopicPartition, i64>,
 }
 
 impl FetchState {
@@ -109,6 +114,7 @@ impl FetchState {
         self.buffered_bytes = 0;
         self.reserved_bytes = 0;
         self.out_of_range.clear();
+        self.high_watermarks.clear();
     }
 
     pub fn take_out_of_range(&mut self) -> Vec<(TopicPartition, i64)> {
@@ -125,12 +131,20 @@ impl FetchState {
         config: &ConsumerConfig,
     ) -> (Vec<FetchPlan>, bool) {
         let mut by_node: BTreeMap<i32, Vec<(TopicPartition, i64, i32)>> = BTreeMap::new();
+        // Nodes with partitions still buffered: their next fetch will have data to ask for.
+        let mut draining: Vec<i32> = Vec::new();
         let mut leaderless = false;
         for (tp, partition) in assignment {
             let Some(position) = partition.position else {
                 continue;
             };
-            if partition.paused || self.buffers.contains_key(tp) {
+            if partition.paused {
+                continue;
+            }
+            if self.buffers.contains_key(tp) {
+                if let Some((node, _)) = client.leader(&tp.topic, tp.partition) {
+                    draining.push(node);
+                }
                 continue;
             }
             match client.leader(&tp.topic, tp.partition) {
@@ -144,6 +158,19 @@ impl FetchState {
                 None => leaderless = true,
             }
         }
+        // A fetch of only caught-up partitions waits the broker's max_wait for new records, and
+        // while it is in flight no other fetch goes to that node: the partitions still being
+        // drained would stall behind it. Hold it until they can join it (then the broker answers
+        // at once with their records), or until nothing is left to drain (then it long-polls as
+        // it should).
+        by_node.retain(|node, partitions| {
+            !draining.contains(node)
+                || partitions.iter().any(|(tp, offset, _)| {
+                    self.high_watermarks
+                        .get(tp)
+                        .is_none_or(|high_watermark| offset < high_watermark)
+                })
+        });
         let used = self.buffered_bytes + self.reserved_bytes;
         let budget = config.buffered_bytes_max.saturating_sub(used);
         if by_node.is_empty() || budget == 0 {
@@ -185,6 +212,7 @@ impl FetchState {
             self.buffers.insert(tp, buffer);
         }
         self.out_of_range.extend(fetched.out_of_range);
+        self.high_watermarks.extend(fetched.high_watermarks);
     }
 
     /// Takes up to `max` records from the buffers, advancing the positions past them. An
@@ -304,6 +332,9 @@ pub(crate) fn parse(node: i32, response: FetchResponse, plan: &FetchPlan) -> Fet
             };
             match KafkaCode::from_code(partition.error_code) {
                 None => {
+                    fetched
+                        .high_watermarks
+                        .push((tp.clone(), partition.high_watermark));
                     let bytes = partition.records.unwrap_or_default();
                     if let Some(buffer) = decode(node, &tp, offset, bytes) {
                         fetched.buffers.push((tp, buffer));
