@@ -316,7 +316,8 @@ impl Accumulator {
         &mut self,
         record: ProducerRecord,
         timestamp: i64,
-        now: Duration,
+        // Read only when a batch starts: a clock read per record is measurable.
+        now: &dyn Fn() -> Duration,
         partitioner: &dyn Partitioner,
         entropy: &dyn Entropy,
     ) -> std::result::Result<Appended, (Refused, Box<ProducerRecord>)> {
@@ -399,6 +400,7 @@ impl Accumulator {
             self.incomplete.insert(id);
             let mut records = BatchBuilder::new();
             records.compression(limits.compression);
+            let now = now();
             queue.batches.push_back(Batch {
                 id,
                 topic: Arc::clone(&name),
@@ -876,7 +878,7 @@ mod tests {
     fn append(accumulator: &mut Accumulator, record: ProducerRecord, now: Duration) -> Appended {
         let entropy = SeededEntropy::new(7);
         accumulator
-            .append(record, 0, now, &DefaultPartitioner, &entropy)
+            .append(record, 0, &|| now, &DefaultPartitioner, &entropy)
             .map_err(|(refused, _)| refused)
             .expect("appended")
     }
@@ -991,7 +993,7 @@ mod tests {
                 .append(
                     record(250),
                     0,
-                    Duration::ZERO,
+                    &|| Duration::ZERO,
                     &DefaultPartitioner,
                     &entropy,
                 )
@@ -1058,7 +1060,7 @@ mod tests {
             .append(
                 record(400).partition(0),
                 0,
-                Duration::ZERO,
+                &|| Duration::ZERO,
                 &DefaultPartitioner,
                 &entropy,
             )
@@ -1089,7 +1091,7 @@ mod tests {
             .append(
                 record(1).partition(2),
                 0,
-                Duration::ZERO,
+                &|| Duration::ZERO,
                 &DefaultPartitioner,
                 &entropy,
             )

@@ -326,7 +326,6 @@ impl Shared {
         record: ProducerRecord,
         timestamp: i64,
     ) -> Result<std::result::Result<DeliveryFuture, (Refused, Box<ProducerRecord>)>> {
-        let now = self.client.now();
         let mut state = self.lock();
         if state.closing {
             return Err(Error::Closed);
@@ -345,7 +344,7 @@ impl Shared {
         let appended = state.acc.append(
             record,
             timestamp,
-            now,
+            &|| self.client.now(),
             &*self.config.partitioner,
             &*self.client.env().entropy,
         );
@@ -469,8 +468,13 @@ impl Producer {
         shared.check(&record)?;
         let client = &shared.client;
         let timestamp = record.timestamp.unwrap_or_else(|| client.wall_ms());
+        // The common case first: room in the buffer and metadata known, no waiting set up.
+        let mut record = match shared.append(record, timestamp)? {
+            Ok(delivery) => return Ok(delivery),
+            Err((Refused::Invalid(reason), _)) => return Err(Error::Invalid(reason)),
+            Err((_, back)) => *back,
+        };
         let deadline = client.now() + shared.config.max_block;
-        let mut record = record;
         let mut attempt = 0;
         loop {
             // Registered before the attempt, so space freed in between is not missed.
