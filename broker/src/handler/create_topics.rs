@@ -21,18 +21,12 @@ pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> Creat
     for topic in &request.topics {
         *name_counts.entry(topic.name.0.as_str()).or_default() += 1;
     }
-    let results = request
+    let mut results: Vec<CreatableTopicResult> = request
         .topics
         .iter()
+        .filter(|wanted| name_counts[wanted.name.0.as_str()] == 1)
         .map(|wanted| {
             let result = CreatableTopicResult::default().with_name(wanted.name.clone());
-            if name_counts[wanted.name.0.as_str()] > 1 {
-                return result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "Create topics request from client contains a duplicate topic name",
-                    )));
-            }
             let outcome = topic_request(wanted, &node.cluster.config)
                 .and_then(|wanted| node.cluster.create_topic(&wanted, request.validate_only));
             match outcome {
@@ -45,6 +39,22 @@ pub fn handle(node: &Node, _version: i16, request: CreateTopicsRequest) -> Creat
             }
         })
         .collect();
+    // A name given more than once is refused, and answered once, after the others (Kafka's
+    // controller does the same).
+    let mut answered = BTreeMap::new();
+    for wanted in &request.topics {
+        let name = wanted.name.0.as_str();
+        if name_counts[name] > 1 && answered.insert(name, ()).is_none() {
+            results.push(
+                CreatableTopicResult::default()
+                    .with_name(wanted.name.clone())
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_static_str("Duplicate topic name.")))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            );
+        }
+    }
     CreateTopicsResponse::default().with_topics(results)
 }
 

@@ -11,13 +11,23 @@ use crate::server::Node;
 
 /// v6 (KIP-1043) reports an unknown group as GROUP_ID_NOT_FOUND instead of a Dead group.
 const NOT_FOUND_FROM_VERSION: i16 = 6;
+/// v3 (KIP-430) can ask for the group's authorized operations.
+const AUTHORIZED_OPERATIONS_FROM_VERSION: i16 = 3;
+/// What Kafka answers, without an authorizer, for every group operation it supports (READ,
+/// DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS).
+const GROUP_AUTHORIZED_OPERATIONS: i32 = 3400;
 
 pub fn handle(node: &Node, version: i16, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let groups = request
+    let mut groups: Vec<DescribedGroup> = request
         .groups
         .into_iter()
         .map(|group_id| describe(node, version, group_id))
         .collect();
+    if version >= AUTHORIZED_OPERATIONS_FROM_VERSION && request.include_authorized_operations {
+        for group in groups.iter_mut().filter(|group| group.error_code == 0) {
+            group.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+        }
+    }
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
@@ -51,11 +61,16 @@ fn describe(node: &Node, version: i16, group_id: GroupId) -> DescribedGroup {
                 .with_member_assignment(member.assignment)
         })
         .collect();
+    // Kafka names the chosen protocol only while the group is Stable.
+    let protocol = match snapshot.state {
+        GroupState::Stable => snapshot.protocol.unwrap_or_default(),
+        _ => String::new(),
+    };
     described
         .with_group_state(StrBytes::from_static_str(snapshot.state.name()))
         .with_protocol_type(StrBytes::from_string(
             snapshot.protocol_type.unwrap_or_default(),
         ))
-        .with_protocol_data(StrBytes::from_string(snapshot.protocol.unwrap_or_default()))
+        .with_protocol_data(StrBytes::from_string(protocol))
         .with_members(members)
 }

@@ -222,7 +222,13 @@ fn read_partition(
     };
     if let Err(error) = state.check_leader(node_id, current_leader_epoch) {
         let mut data = error_data(wanted.partition, error);
-        if version >= LAST_FETCHED_EPOCH_FROM_VERSION && !state.deleted {
+        // KIP-951: Kafka names the current leader only when the fetch went to the wrong
+        // node or used an old epoch (not for an epoch newer than the leader's).
+        let moved = matches!(
+            error,
+            ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+        );
+        if moved && version >= LAST_FETCHED_EPOCH_FROM_VERSION && !state.deleted {
             data.current_leader = LeaderIdAndEpoch::default()
                 .with_leader_id(BrokerId(state.leader))
                 .with_leader_epoch(state.leader_epoch);
@@ -255,9 +261,10 @@ fn read_partition(
             data.records = Some(bytes);
             data
         }
-        Err(ReadError::OffsetOutOfRange { .. }) => data
-            .with_error_code(ResponseError::OffsetOutOfRange.code())
-            .with_records(Some(Bytes::new())),
+        // As Kafka answers: no high watermark, stable offset or log start offset.
+        Err(ReadError::OffsetOutOfRange { .. }) => {
+            error_data(wanted.partition, ResponseError::OffsetOutOfRange)
+        }
         Err(ReadError::Io(error)) => {
             tracing::error!(%error, "log read failed");
             error_data(wanted.partition, ResponseError::KafkaStorageError)
@@ -266,12 +273,18 @@ fn read_partition(
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {
+    // Kafka answers a partition it does not know with an empty (not null) list of aborted
+    // transactions, and other errors with null.
+    let unknown = matches!(
+        error,
+        ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId
+    );
     PartitionData::default()
         .with_partition_index(partition)
         .with_error_code(error.code())
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
-        .with_aborted_transactions(None)
+        .with_aborted_transactions(unknown.then(Vec::new))
         .with_records(Some(Bytes::new()))
 }

@@ -15,6 +15,8 @@ use crate::server::Node;
 const KNOWN_MEMBER_ID_FROM_VERSION: i16 = 4;
 /// v1 added the rebalance timeout; before it the session timeout served for both.
 const REBALANCE_TIMEOUT_FROM_VERSION: i16 = 1;
+/// v7 made the protocol name nullable.
+const NULLABLE_PROTOCOL_NAME_FROM_VERSION: i16 = 7;
 
 pub async fn handle(
     node: &Node,
@@ -23,11 +25,15 @@ pub async fn handle(
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
     let group_id = request.group_id.0.to_string();
+    // A refusal names no protocol: null from v7 (where it became nullable), as Kafka answers;
+    // an empty string before.
+    let no_protocol =
+        (version < NULLABLE_PROTOCOL_NAME_FROM_VERSION).then(|| StrBytes::from_static_str(""));
     let refused = |error: ResponseError, member_id: StrBytes| {
         JoinGroupResponse::default()
             .with_error_code(error.code())
             .with_generation_id(-1)
-            .with_protocol_name(Some(StrBytes::from_static_str("")))
+            .with_protocol_name(no_protocol.clone())
             .with_member_id(member_id)
     };
     if group_id.is_empty() {

@@ -1,6 +1,8 @@
 //! ListOffsets: the earliest and latest offsets, the offset for a timestamp, and the record
 //! with the largest timestamp (KIP-734).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
@@ -23,6 +25,17 @@ type Found = (i64, i64, i32);
 const NOT_FOUND: Found = (-1, -1, -1);
 
 pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    // A partition asked for more than once is answered once, with INVALID_REQUEST, as Kafka
+    // does.
+    let mut counts: BTreeMap<(String, i32), usize> = BTreeMap::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            *counts
+                .entry((topic.name.0.to_string(), partition.partition_index))
+                .or_default() += 1;
+        }
+    }
+    let mut answered = BTreeSet::new();
     let topics = request
         .topics
         .into_iter()
@@ -31,7 +44,18 @@ pub fn handle(node: &Node, version: i16, request: ListOffsetsRequest) -> ListOff
             let partitions = wanted
                 .partitions
                 .iter()
+                .filter(|partition| {
+                    answered.insert((wanted.name.0.to_string(), partition.partition_index))
+                })
                 .map(|partition| {
+                    let key = (wanted.name.0.to_string(), partition.partition_index);
+                    if counts[&key] > 1 {
+                        return respond(
+                            version,
+                            partition.partition_index,
+                            Err(ResponseError::InvalidRequest),
+                        );
+                    }
                     let answer = match topic
                         .as_ref()
                         .and_then(|t| t.partitions.get(partition.partition_index as usize))

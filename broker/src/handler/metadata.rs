@@ -12,31 +12,52 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use crate::cluster::{Cluster, Topic};
+use super::describe_cluster::CLUSTER_AUTHORIZED_OPERATIONS;
+use crate::cluster::{Cluster, Topic, validate_topic_name};
 use crate::server::Node;
+
+/// What Kafka answers, without an authorizer, for every topic operation it supports (READ,
+/// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), when a client
+/// asks for a topic's authorized operations.
+const TOPIC_AUTHORIZED_OPERATIONS: i32 = 3576;
+/// v12 made a topic's name nullable (topics looked up by id).
+const NULLABLE_TOPIC_NAME_FROM_VERSION: i16 = 12;
 
 pub fn handle(node: &Node, version: i16, request: MetadataRequest) -> MetadataResponse {
     let cluster = &node.cluster;
     // v4 added the flag; before it, Metadata always auto-created.
     let may_create =
         cluster.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let topics = match request.topics {
+    let mut topics = match request.topics {
         // v0 has no null: an empty list meant "all topics".
         None => all_topics(cluster),
         Some(requested) if requested.is_empty() && version == 0 => all_topics(cluster),
-        Some(requested) => requested
-            .into_iter()
-            .map(|wanted| match wanted.name {
-                Some(name) => by_name(cluster, &name.0, may_create),
-                None => by_id(cluster, wanted.topic_id),
-            })
-            .collect(),
+        Some(requested) => {
+            // As in Kafka: a request naming any topic id looks every topic up by id.
+            let by_ids = requested.iter().any(|wanted| !wanted.topic_id.is_nil());
+            requested
+                .into_iter()
+                .map(|wanted| match wanted.name {
+                    Some(name) if !by_ids => by_name(cluster, &name.0, may_create),
+                    _ => by_id(cluster, version, wanted.topic_id),
+                })
+                .collect()
+        }
     };
-    MetadataResponse::default()
+    if request.include_topic_authorized_operations {
+        for topic in topics.iter_mut().filter(|topic| topic.error_code == 0) {
+            topic.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+        }
+    }
+    let mut response = MetadataResponse::default()
         .with_brokers(brokers(cluster))
         .with_cluster_id(Some(StrBytes::from_string(cluster.cluster_id.clone())))
         .with_controller_id(BrokerId(cluster.controller_id()))
-        .with_topics(topics)
+        .with_topics(topics);
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+    response
 }
 
 fn brokers(cluster: &Cluster) -> Vec<MetadataResponseBroker> {
@@ -71,7 +92,11 @@ fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResp
         None if may_create => cluster
             .topic_or_auto_create(name)
             .map_err(|refusal| refusal.error),
-        None => Err(ResponseError::UnknownTopicOrPartition),
+        // Kafka tells an illegal name from a missing topic.
+        None => Err(match validate_topic_name(name) {
+            Ok(()) => ResponseError::UnknownTopicOrPartition,
+            Err(_) => ResponseError::InvalidTopicException,
+        }),
     };
     match found {
         Ok(topic) => describe(&topic, &live_nodes(cluster)),
@@ -81,10 +106,12 @@ fn by_name(cluster: &Cluster, name: &StrBytes, may_create: bool) -> MetadataResp
     }
 }
 
-fn by_id(cluster: &Cluster, id: Uuid) -> MetadataResponseTopic {
+fn by_id(cluster: &Cluster, version: i16, id: Uuid) -> MetadataResponseTopic {
     match cluster.topic_by_id(id) {
         Some(topic) => describe(&topic, &live_nodes(cluster)),
+        // No name: null where the field is nullable (v12+), as Kafka answers.
         None => MetadataResponseTopic::default()
+            .with_name((version < NULLABLE_TOPIC_NAME_FROM_VERSION).then(TopicName::default))
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
