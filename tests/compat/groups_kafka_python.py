@@ -81,6 +81,12 @@ def member(spec: dict[str, Any]) -> int:
         def on_partitions_lost(self, lost: Any) -> None:
             out(ev="lost", partitions=sorted(tp.partition for tp in lost))
 
+    # kafka-python joins the group without waiting for its first metadata answer; a leader that
+    # assigns before it arrives assigns nothing ("No partition metadata for topic") and must
+    # notice the metadata change to rejoin. That client-side race made these scenarios flaky
+    # under load (seen on a loaded 2-core machine), so the member learns the topic first, as an
+    # application that checks its topic exists would.
+    consumer.partitions_for_topic(spec["topic"])
     consumer.subscribe([spec["topic"]], listener=Listener())
     while not stop.is_set():
         batches = consumer.poll(timeout_ms=100, max_records=500)
