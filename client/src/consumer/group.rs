@@ -228,7 +228,9 @@ async fn join_and_sync_as(
     spec: &JoinSpec,
     member_id: &mut String,
 ) -> std::result::Result<JoinOutcome, JoinFailure> {
-    let node = coordinator(&spec.client, &spec.group_id)
+    let node = spec
+        .client
+        .coordinator(&spec.group_id)
         .await
         .map_err(|error| retry_or_fail(spec, error))?;
     let protocols = join_protocols(spec);
@@ -517,7 +519,7 @@ pub(crate) async fn heartbeat(
     instance_id: Option<&str>,
     generation: &Generation,
 ) -> Result<Option<KafkaCode>> {
-    let node = coordinator(client, group_id).await?;
+    let node = client.coordinator(group_id).await?;
     let response = client
         .send(node, versions::HEARTBEAT, |version| {
             let request = HeartbeatRequest::default()
@@ -537,7 +539,7 @@ pub(crate) async fn heartbeat(
 /// Tells the coordinator this member leaves, so the group rebalances now rather than after
 /// the session timeout.
 pub(crate) async fn leave(client: &Client, group_id: &str, member_id: &str) -> Result<()> {
-    let node = coordinator(client, group_id).await?;
+    let node = client.coordinator(group_id).await?;
     let response = client
         .send(node, versions::LEAVE_GROUP, |version| {
             let request = LeaveGroupRequest::default().with_group_id(GroupId(text(group_id)));
@@ -564,17 +566,6 @@ pub(crate) async fn leave(client: &Client, group_id: &str, member_id: &str) -> R
             None,
         )),
     }
-}
-
-/// The group's coordinator. The client caches it by node id; a node that went down leaves the
-/// metadata but not that cache, so a cached id missing from the metadata is looked up again.
-pub(crate) async fn coordinator(client: &Client, group_id: &str) -> Result<i32> {
-    let node = client.coordinator(group_id).await?;
-    if client.metadata().brokers.contains_key(&node) {
-        return Ok(node);
-    }
-    client.forget_coordinator(group_id);
-    client.coordinator(group_id).await
 }
 
 pub(crate) fn text(value: &str) -> StrBytes {

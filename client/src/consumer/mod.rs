@@ -1103,7 +1103,7 @@ impl Consumer {
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
         let client = self.client();
-        let node = group::coordinator(client, group_id).await?;
+        let node = client.coordinator(group_id).await?;
         let answer = offsets::fetch_committed(client, node, group_id, partitions)
             .await
             .inspect_err(|error| {
@@ -1502,7 +1502,7 @@ impl Inner {
                 instance_id: generation.as_ref().and(instance_id),
             };
             let sent = async {
-                let node = group::coordinator(client, group_id).await?;
+                let node = client.coordinator(group_id).await?;
                 offsets::commit(client, node, &committer, offsets).await
             }
             .await;
