@@ -65,6 +65,10 @@ struct ServeArgs {
     /// Smallest session timeout a consumer may ask for (`group.min.session.timeout.ms`).
     #[arg(long)]
     group_min_session_timeout_ms: Option<u64>,
+    /// How often compacted topics are checked for cleaning (Kafka's `log.cleaner.backoff.ms`,
+    /// default 15000).
+    #[arg(long)]
+    cleaner_backoff_ms: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -115,6 +119,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(minimum_ms) = args.group_min_session_timeout_ms {
         config.group_min_session_timeout_ms = minimum_ms;
+    }
+    if let Some(backoff_ms) = args.cleaner_backoff_ms {
+        config.cleaner_backoff_ms = backoff_ms;
     }
     let mut builder = Broker::builder()
         .nodes(args.nodes)

@@ -65,6 +65,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+log.cleaner.backoff.ms=1000
 PROPS
 cat >"$work/log4j2.properties" <<PROPS
 rootLogger.level=INFO
