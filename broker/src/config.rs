@@ -47,6 +47,10 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     /// Members per group (`group.max.size`).
     pub group_members_max: usize,
+    /// How long a group that emptied, and has no committed offsets, is still listed and
+    /// described (as Empty) before it is forgotten. Kafka removes such groups at its next
+    /// offsets-retention check (`offsets.retention.check.interval.ms`, 10 minutes).
+    pub group_empty_retention_ms: u64,
     /// How often compacted partitions are checked for cleaning (`log.cleaner.backoff.ms`).
     pub cleaner_backoff_ms: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).
@@ -78,6 +82,7 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
             group_members_max: 1_000,
+            group_empty_retention_ms: 600_000,
             cleaner_backoff_ms: 15_000,
             retention_check_interval_ms: 300_000,
             cleaner_keys_max: 4_000_000,
@@ -99,6 +104,11 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     pub max_message_bytes: usize,
     pub message_timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far behind the broker's clock a CreateTime
+    /// timestamp may be before the batch is refused with INVALID_TIMESTAMP.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far ahead of the broker's clock it may be.
+    pub message_timestamp_after_max_ms: i64,
     pub index_interval_bytes: u64,
     /// fsync after this many records (`flush.messages`; 1 = before every acknowledgement).
     pub flush_messages: u64,
@@ -129,6 +139,9 @@ impl Default for TopicConfig {
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            // Kafka 4's defaults: any age, at most one hour ahead.
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
             index_interval_bytes: 4096,
             // Kafka's defaults: leave flushing to the operating system.
             flush_messages: i64::MAX as u64,
@@ -289,6 +302,12 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_number(name, value, 0i64)?,
             "max.compaction.lag.ms" => self.max_compaction_lag_ms = parse_number(name, value, 1i64)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_number(name, value, 0i64)?,
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = parse_number(name, value, 0i64)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = parse_number(name, value, 0i64)?
+            }
             "min.cleanable.dirty.ratio" => {
                 let ratio: f64 = parse_number(name, value, 0.0f64)?;
                 if ratio > 1.0 {
@@ -353,6 +372,14 @@ impl TopicConfig {
                 self.max_compaction_lag_ms.to_string(),
             ),
             ("max.message.bytes", self.max_message_bytes.to_string()),
+            (
+                "message.timestamp.after.max.ms",
+                self.message_timestamp_after_max_ms.to_string(),
+            ),
+            (
+                "message.timestamp.before.max.ms",
+                self.message_timestamp_before_max_ms.to_string(),
+            ),
             ("message.timestamp.type", timestamp_type.to_owned()),
             (
                 "min.cleanable.dirty.ratio",

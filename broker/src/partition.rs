@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tidepool_protocol::batch::{self, BatchHeader};
+use tidepool_protocol::records::DecodeLimits;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -51,6 +52,8 @@ pub struct ProduceOutcome {
     pub base_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// Records refused one by one (Produce v8+ `record_errors`): index in its batch, why.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl ProduceOutcome {
@@ -61,6 +64,24 @@ impl ProduceOutcome {
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+/// Why a produce's batches were refused before any was appended.
+struct Refusal {
+    error: ResponseError,
+    message: String,
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Refusal {
+    fn new(error: ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error,
+            message: message.into(),
+            record_errors: Vec::new(),
         }
     }
 }
@@ -80,6 +101,9 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
         index_interval_bytes: config.index_interval_bytes,
     }
 }
+
+/// A record's timestamp when the producer set none (Kafka's `RecordBatch.NO_TIMESTAMP`).
+const NO_TIMESTAMP: i64 = -1;
 
 thread_local! {
     /// Partition locks this thread holds. Guards are never held across an await, so a task
@@ -340,9 +364,17 @@ impl PartitionState {
         if let Some(why) = &self.poisoned {
             return ProduceOutcome::failed(ResponseError::KafkaStorageError, why.clone());
         }
-        let headers = match self.validate(records) {
+        let headers = match self.validate(records, context.now_ms) {
             Ok(headers) => headers,
-            Err((error, message)) => return ProduceOutcome::failed(error, message),
+            Err(refusal) => {
+                let mut outcome = ProduceOutcome::failed(refusal.error, refusal.message);
+                if !refusal.record_errors.is_empty() {
+                    // Kafka refuses records inside the log, so it names the log start offset.
+                    outcome.log_start_offset = self.log.log_start_offset();
+                    outcome.record_errors = refusal.record_errors;
+                }
+                return outcome;
+            }
         };
         let log_append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime)
             .then_some(context.now_ms);
@@ -367,25 +399,23 @@ impl PartitionState {
             base_offset,
             log_append_time_ms,
             log_start_offset: self.log.log_start_offset(),
+            record_errors: Vec::new(),
         }
     }
 
     /// Checks every batch before any is appended, so a bad batch appends nothing.
-    #[allow(
-        clippy::type_complexity,
-        reason = "a local pairing of range and header"
-    )]
     fn validate(
         &self,
         records: &Bytes,
-    ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, (ResponseError, String)> {
+        now_ms: i64,
+    ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, Refusal> {
         let ranges = batch::split(records)
-            .map_err(|error| (ResponseError::CorruptMessage, error.to_string()))?;
+            .map_err(|error| Refusal::new(ResponseError::CorruptMessage, error.to_string()))?;
         let mut checked = Vec::with_capacity(ranges.len());
         for range in ranges {
             let bytes = &records[range.clone()];
             if bytes.len() > self.config.max_message_bytes {
-                return Err((
+                return Err(Refusal::new(
                     ResponseError::MessageTooLarge,
                     format!(
                         "record batch of {} bytes exceeds max.message.bytes {}",
@@ -395,28 +425,80 @@ impl PartitionState {
                 ));
             }
             let header = batch::validate(bytes)
-                .map_err(|error| (ResponseError::CorruptMessage, error.to_string()))?;
+                .map_err(|error| Refusal::new(ResponseError::CorruptMessage, error.to_string()))?;
             if header.records_count == 0 {
-                return Err((
+                return Err(Refusal::new(
                     ResponseError::InvalidRecord,
-                    "record batch has no records".into(),
+                    "record batch has no records",
                 ));
             }
             if self.config.cleanup_policy.compact && !all_keyed(bytes) {
-                return Err((
+                return Err(Refusal::new(
                     ResponseError::InvalidRecord,
-                    "Compacted topic cannot accept message without key".into(),
+                    "Compacted topic cannot accept message without key",
                 ));
             }
             if header.is_transactional() || header.is_control() {
-                return Err((
+                return Err(Refusal::new(
                     ResponseError::InvalidTxnState,
-                    "transactions are not supported by this broker yet".into(),
+                    "transactions are not supported by this broker yet",
                 ));
             }
+            self.check_timestamps(bytes, &header, now_ms)?;
             checked.push((range, header));
         }
         Ok(checked)
+    }
+
+    /// Kafka's `message.timestamp.before.max.ms` / `after.max.ms`: on a CreateTime topic, a
+    /// record stamped too far from the broker's clock refuses its whole batch, naming each
+    /// such record. The batch's max timestamp answers the common case without reading the
+    /// records (nothing can be too old with the default, unbounded, before.max.ms).
+    fn check_timestamps(
+        &self,
+        bytes: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        if self.config.message_timestamp_type != TimestampType::CreateTime {
+            return Ok(());
+        }
+        let before = self.config.message_timestamp_before_max_ms;
+        let after = self.config.message_timestamp_after_max_ms;
+        let out_of_range = |timestamp: i64| {
+            timestamp != NO_TIMESTAMP
+                && (now_ms.saturating_sub(timestamp) > before
+                    || timestamp.saturating_sub(now_ms) > after)
+        };
+        if before == i64::MAX && !out_of_range(header.max_timestamp) {
+            return Ok(());
+        }
+        let timestamps = tidepool_protocol::records::timestamps(bytes, &DecodeLimits::default())
+            .map_err(|error| Refusal::new(ResponseError::CorruptMessage, error.to_string()))?;
+        let record_errors: Vec<(i32, String)> = timestamps
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| out_of_range(record.timestamp))
+            .map(|(index, record)| {
+                let message = format!(
+                    "Timestamp {} of message with offset {} is out of range. The timestamp \
+                     should be within [{}, {}]",
+                    record.timestamp,
+                    record.offset,
+                    now_ms.saturating_sub(before),
+                    now_ms.saturating_add(after)
+                );
+                (index as i32, message)
+            })
+            .collect();
+        if record_errors.is_empty() {
+            return Ok(());
+        }
+        Err(Refusal {
+            error: ResponseError::InvalidTimestamp,
+            message: "One or more records have been rejected due to invalid timestamp".into(),
+            record_errors,
+        })
     }
 
     /// Appends one batch unless it is a duplicate; returns its base offset and append time.
@@ -428,7 +510,7 @@ impl PartitionState {
         context: AppendContext,
     ) -> Result<(i64, i64), ResponseError> {
         if let SequenceCheck::Duplicate(original) = self.producers.check(header)? {
-            return Ok((original.base_offset, original.log_append_time_ms));
+            return Ok((original.base_offset, original.timestamp_ms));
         }
         let appended =
             match self
@@ -446,7 +528,7 @@ impl PartitionState {
             last_sequence: header.last_sequence(),
             base_offset: appended.base_offset,
             last_offset: appended.last_offset,
-            log_append_time_ms,
+            timestamp_ms: log_append_time.unwrap_or(header.max_timestamp),
         };
         self.producers
             .record(header, remembered, context.now_ms, context.producers_max);

@@ -17,7 +17,9 @@ pub struct RememberedBatch {
     pub last_sequence: i32,
     pub base_offset: i64,
     pub last_offset: i64,
-    pub log_append_time_ms: i64,
+    /// The batch's max timestamp (its append time on a LogAppendTime topic): Kafka answers a
+    /// duplicate of the batch with it as `log_append_time_ms`, whatever the timestamp type.
+    pub timestamp_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +169,7 @@ mod tests {
             last_sequence: batch.last_sequence(),
             base_offset,
             last_offset: base_offset + i64::from(batch.last_offset_delta),
-            log_append_time_ms: -1,
+            timestamp_ms: -1,
         };
         states.record(batch, remembered, 0, 100);
     }
@@ -241,7 +243,7 @@ mod tests {
                 last_sequence: 0,
                 base_offset: producer,
                 last_offset: producer,
-                log_append_time_ms: -1,
+                timestamp_ms: -1,
             };
             states.record(&batch, remembered, producer, 2);
         }

@@ -34,9 +34,9 @@
 //! After every transition the test compares the group with the model and checks, without the
 //! model: the generation never decreases; a commit at a generation other than the current
 //! one is refused (except a simple consumer's, generation -1 on an Empty group); in Stable
-//! every assignment carries the current generation's tag; a Completing or Stable group's
-//! leader is a member; an instance id maps to one member; every join answer names the
-//! group's generation at that time; Empty ⇔ no members once rebalances complete; the group
+//! every assignment carries the current generation's tag (while rebalancing, at most it); a
+//! Completing or Stable group's leader is a member; an instance id maps to one member; every
+//! join answer names the group's generation at that time; Empty ⇔ no members once rebalances complete; the group
 //! never exceeds `members_max`; every parked request is answered exactly once, and never
 //! outlives its member; `next_deadline` is never in the past and never later than the
 //! model's next event.
@@ -666,7 +666,8 @@ impl Model {
     /// Kafka's `prepareRebalance`. Parked syncs fail, and their sessions start again from now,
     /// as after every answered sync (`propagateAssignment`).
     fn prepare_rebalance(&mut self) {
-        if self.state == GroupState::CompletingRebalance {
+        let interrupted = self.state == GroupState::CompletingRebalance;
+        if interrupted {
             let now_ms = self.now_ms;
             for (member_id, member) in &mut self.members {
                 if member.syncing {
@@ -678,8 +679,12 @@ impl Model {
                 }
             }
         }
+        // Leaving Stable keeps the last assignments (DescribeGroups shows them); interrupting
+        // CompletingRebalance drops them (Kafka's resetAndPropagateAssignmentError).
         for member in self.members.values_mut() {
-            member.assignment = Bytes::new();
+            if interrupted {
+                member.assignment = Bytes::new();
+            }
             member.sync_deadline_ms = None;
         }
         let rebalance_ms = self
@@ -1660,10 +1665,17 @@ impl Harness {
         }
         for member_id in &member_ids {
             let assignment = group.assignment_of(member_id).unwrap_or_default();
-            if state == GroupState::Stable || !assignment.is_empty() {
-                let tagged = assignment_generation(&assignment);
+            // In Stable an assignment is this generation's; while rebalancing a member may
+            // still hold the last one it synced, never a later one.
+            let tagged = assignment_generation(&assignment);
+            if state == GroupState::Stable {
                 assert!(
                     assignment.is_empty() || tagged == Some(generation),
+                    "{member_id} holds {assignment:?} in generation {generation}"
+                );
+            } else if !assignment.is_empty() {
+                assert!(
+                    tagged.is_some_and(|made_in| made_in <= generation),
                     "{member_id} holds {assignment:?} in generation {generation}"
                 );
             }
@@ -1793,6 +1805,7 @@ impl StateMachineTest for GroupAgainstModel {
         let limits = GroupLimits {
             members_max: model.limits.members_max,
             initial_rebalance_delay: millis(model.limits.initial_delay_ms),
+            empty_retention: millis(600_000),
         };
         Harness {
             group: Group::with_generation("g", model.initial_generation, limits),

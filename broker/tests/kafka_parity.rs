@@ -464,7 +464,7 @@ async fn join_refusals_name_no_protocol() {
 }
 
 #[tokio::test]
-async fn describe_groups_names_no_protocol_while_rebalancing() {
+async fn describe_groups_names_no_protocol_but_the_last_assignments_while_rebalancing() {
     let broker = broker().await;
     let mut first = client_for_group(&broker, "g").await;
     let id = first.call(9, join_request("g", "")).await.member_id;
@@ -479,7 +479,9 @@ async fn describe_groups_names_no_protocol_while_rebalancing() {
                 .with_protocol_type(Some(text("consumer")))
                 .with_protocol_name(Some(text("range")))
                 .with_assignments(vec![
-                    SyncGroupRequestAssignment::default().with_member_id(id.clone()),
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(id.clone())
+                        .with_assignment(Bytes::from_static(b"all of t")),
                 ]),
         )
         .await;
@@ -502,6 +504,68 @@ async fn describe_groups_names_no_protocol_while_rebalancing() {
         ),
         ("PreparingRebalance", "")
     );
+    // Kafka still shows what each member was last given (and no subscription metadata).
+    let member = rebalancing.groups[0]
+        .members
+        .iter()
+        .find(|member| member.member_id == id)
+        .unwrap();
+    assert_eq!(
+        (
+            member.member_assignment.as_ref(),
+            member.member_metadata.as_ref()
+        ),
+        (&b"all of t"[..], &b""[..])
+    );
+}
+
+#[tokio::test]
+async fn an_emptied_group_stays_listed_as_empty_until_its_retention_passes() {
+    let broker = start(Config {
+        auto_create_topics: false,
+        group_initial_rebalance_delay_ms: 0,
+        group_empty_retention_ms: 1_500,
+        ..Config::default()
+    })
+    .await;
+    let mut client = client_for_group(&broker, "g").await;
+    let id = client.call(9, join_request("g", "")).await.member_id;
+    let joined = client.call(9, join_request("g", id.as_str())).await;
+    assert_eq!(joined.error_code, 0);
+    let left = client
+        .call(
+            4,
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(text("g")))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(id.clone()),
+                ]),
+        )
+        .await;
+    assert_eq!(left.error_code, 0);
+    let describe = || DescribeGroupsRequest::default().with_groups(vec![GroupId(text("g"))]);
+    // Several maintenance ticks later the group is still there, Empty, with its protocol type.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let empty = client.call(5, describe()).await;
+    assert_eq!(
+        (
+            empty.groups[0].group_state.as_str(),
+            empty.groups[0].protocol_type.as_str()
+        ),
+        ("Empty", "consumer")
+    );
+    let listed = client.call(4, ListGroupsRequest::default()).await;
+    assert_eq!(
+        listed
+            .groups
+            .iter()
+            .map(|group| group.group_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["g"]
+    );
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let forgotten = client.call(5, describe()).await;
+    assert_eq!(forgotten.groups[0].group_state.as_str(), "Dead");
 }
 
 #[tokio::test]
@@ -564,5 +628,110 @@ async fn offset_delete_answers_unknown_partitions_itself() {
             ("t", 4, unknown),
             ("never-created", 0, unknown)
         ]
+    );
+}
+
+/// The time the embedded broker sees: the same Clock seam its default environment uses.
+fn wall_ms() -> i64 {
+    use tidepool_io::Clock;
+    tidepool_io::SystemClock::new().wall_ms()
+}
+
+fn stamped(timestamps: &[i64]) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    for (index, timestamp) in timestamps.iter().enumerate() {
+        builder.push(record(index, *timestamp));
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test]
+async fn records_stamped_outside_the_topics_bounds_refuse_the_batch_naming_each_one() {
+    let broker = broker().await;
+    let mut client = Client::connect(&broker).await;
+    create_with_configs(
+        &mut client,
+        "hour",
+        &[("message.timestamp.before.max.ms", "3600000")],
+    )
+    .await;
+    let now = wall_ms();
+    let refused = produce(&mut client, "hour", 0, stamped(&[now, 1_000, now])).await;
+    assert_eq!(
+        (
+            refused.error_code,
+            refused.base_offset,
+            refused.log_start_offset,
+            refused.error_message.as_deref()
+        ),
+        (
+            ResponseError::InvalidTimestamp.code(),
+            -1,
+            0,
+            Some("One or more records have been rejected due to invalid timestamp")
+        )
+    );
+    assert_eq!(refused.record_errors.len(), 1);
+    assert_eq!(refused.record_errors[0].batch_index, 1);
+    let message = refused.record_errors[0]
+        .batch_index_error_message
+        .as_deref()
+        .unwrap();
+    assert!(
+        message.starts_with(
+            "Timestamp 1000 of message with offset 1 is out of range. The timestamp should be within ["
+        ),
+        "{message}"
+    );
+
+    // Kafka 4's default message.timestamp.after.max.ms is one hour; before is unbounded.
+    create_topic(&mut client, "default", 1).await;
+    let ahead = produce(&mut client, "default", 0, stamped(&[now + 2 * 3_600_000])).await;
+    assert_eq!(ahead.error_code, ResponseError::InvalidTimestamp.code());
+    let accepted = produce(&mut client, "default", 0, stamped(&[1_000, now + 600_000])).await;
+    assert_eq!((accepted.error_code, accepted.base_offset), (0, 0));
+
+    // A LogAppendTime topic stamps records itself, whatever the producer said.
+    create_with_configs(
+        &mut client,
+        "append-time",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let stamped_by_broker = produce(
+        &mut client,
+        "append-time",
+        0,
+        stamped(&[now + 2 * 3_600_000]),
+    )
+    .await;
+    assert_eq!(stamped_by_broker.error_code, 0);
+}
+
+#[tokio::test]
+async fn a_duplicate_batch_is_answered_with_the_original_batchs_max_timestamp() {
+    let broker = broker().await;
+    let mut client = Client::connect(&broker).await;
+    create_topic(&mut client, "t", 1).await;
+    let init = client
+        .call(
+            4,
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        )
+        .await;
+    let batch = idempotent_batch(init.producer_id.0, 0, 0, 3);
+    let first = produce(&mut client, "t", 0, batch.clone()).await;
+    assert_eq!((first.base_offset, first.log_append_time_ms), (0, -1));
+    let duplicate = produce(&mut client, "t", 0, batch).await;
+    // idempotent_batch stamps its records 1000, 1001, 1002.
+    assert_eq!(
+        (
+            duplicate.error_code,
+            duplicate.base_offset,
+            duplicate.log_append_time_ms
+        ),
+        (0, 0, 1_002)
     );
 }

@@ -159,6 +159,11 @@ fn walk(tree: Value, field: Option<&str>, names: &mut Placeholders) -> Value {
         (Some(field), Value::String(id)) if MEMBER_FIELDS.contains(&field) && !id.is_empty() => {
             names.name("member", &Value::String(id))
         }
+        (Some("batch_index_error_message"), Value::String(message))
+            if message.contains(TIMESTAMP_BOUNDS) =>
+        {
+            Value::String(timestamp_bounds(&message))
+        }
         (Some("records"), Value::String(blob)) if blob.starts_with("0x") => {
             record_set(&blob, names)
         }
@@ -182,6 +187,32 @@ fn walk(tree: Value, field: Option<&str>, names: &mut Placeholders) -> Value {
                 .collect(),
         ),
         (_, other) => other,
+    }
+}
+
+/// INVALID_TIMESTAMP's record errors name the window around the broker's clock; its width
+/// (before.max.ms + after.max.ms) is what both brokers must agree on.
+const TIMESTAMP_BOUNDS: &str = "The timestamp should be within [";
+
+fn timestamp_bounds(message: &str) -> String {
+    let Some(start) = message.find(TIMESTAMP_BOUNDS) else {
+        return message.to_owned();
+    };
+    let bounds = &message[start + TIMESTAMP_BOUNDS.len()..];
+    let parsed = bounds.split_once(']').and_then(|(inside, rest)| {
+        let (lower, upper) = inside.split_once(", ")?;
+        let width = upper
+            .parse::<i64>()
+            .ok()?
+            .wrapping_sub(lower.parse::<i64>().ok()?);
+        Some((width, rest))
+    });
+    match parsed {
+        Some((width, rest)) => format!(
+            "{}{TIMESTAMP_BOUNDS}<clock-window {width} ms>]{rest}",
+            &message[..start]
+        ),
+        None => message.to_owned(),
     }
 }
 

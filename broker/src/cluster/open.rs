@@ -59,6 +59,7 @@ impl Cluster {
         let groups = GroupCoordinator::new(GroupLimits {
             members_max: config.group_members_max,
             initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            empty_retention: Duration::from_millis(config.group_empty_retention_ms),
         });
         groups.load(&offsets_partitions)?;
         let cluster = Cluster {
@@ -147,11 +148,7 @@ fn open_log(
             last_sequence: header.last_sequence(),
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
-            log_append_time_ms: if header.is_log_append_time() {
-                header.max_timestamp
-            } else {
-                -1
-            },
+            timestamp_ms: header.max_timestamp,
         };
         producers.record(
             header,

@@ -46,6 +46,8 @@ struct Slot {
     joins: BTreeMap<String, oneshot::Sender<JoinResult>>,
     syncs: BTreeMap<String, oneshot::Sender<SyncResult>>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// When the group was first seen holding nothing (see `is_forgettable`).
+    empty_since: Option<Duration>,
 }
 
 impl Slot {
@@ -55,6 +57,7 @@ impl Slot {
             joins: BTreeMap::new(),
             syncs: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            empty_since: None,
         }
     }
 
@@ -78,6 +81,21 @@ impl Slot {
             && self.offsets.is_empty()
             && self.joins.is_empty()
             && self.syncs.is_empty()
+    }
+
+    /// Whether to forget the group now. One that members joined stays listed (Empty, with its
+    /// protocol type) for `retention` after it emptied, as Kafka keeps it until its next
+    /// offsets-retention check; one that never had members (only looked up) goes at once.
+    fn expired(&mut self, now: Duration, retention: Duration) -> bool {
+        if !self.is_forgettable() {
+            self.empty_since = None;
+            return false;
+        }
+        if self.group.protocol_type().is_none() {
+            return true;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        now.saturating_sub(since) >= retention
     }
 }
 
@@ -242,7 +260,7 @@ impl GroupCoordinator {
     }
 
     /// Expires sessions and ends timed-out rebalances in every group; forgets groups that
-    /// hold nothing.
+    /// have held nothing for long enough.
     pub fn tick(&self, cluster: &Cluster) {
         let now = cluster.env.clock.now();
         let mut slots = self.slots();
@@ -258,7 +276,8 @@ impl GroupCoordinator {
                 self.record_generation(cluster, slot, generation);
             }
         }
-        slots.retain(|_, slot| !slot.is_forgettable());
+        let retention = self.limits.empty_retention;
+        slots.retain(|_, slot| !slot.expired(now, retention));
     }
 
     /// Writes the group's generation to `__consumer_offsets` when an operation changed it, so

@@ -206,6 +206,8 @@ pub struct GroupLimits {
     /// Kafka's group.initial.rebalance.delay.ms: the first rebalance of an empty group waits
     /// this long for more members.
     pub initial_rebalance_delay: Duration,
+    /// How long an emptied group without offsets is kept (the coordinator forgets it then).
+    pub empty_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -316,11 +318,7 @@ impl Group {
                 } else {
                     Bytes::new()
                 },
-                assignment: if stable {
-                    member.assignment.clone()
-                } else {
-                    Bytes::new()
-                },
+                assignment: member.assignment.clone(),
             })
             .collect()
     }
@@ -677,8 +675,14 @@ impl Group {
                 }
             }
         }
+        // A rebalance from Stable keeps each member's last assignment (DescribeGroups still
+        // shows it, as Kafka's does); one that interrupts CompletingRebalance drops them, since
+        // that generation's assignment never came.
+        let interrupted = self.state == GroupState::CompletingRebalance;
         for member in self.members.values_mut() {
-            member.assignment = Bytes::new();
+            if interrupted {
+                member.assignment = Bytes::new();
+            }
             member.sync_deadline = None;
         }
         let rebalance_timeout = self

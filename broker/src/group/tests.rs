@@ -6,6 +6,7 @@ fn limits() -> GroupLimits {
     GroupLimits {
         members_max: 100,
         initial_rebalance_delay: Duration::ZERO,
+        empty_retention: Duration::from_secs(600),
     }
 }
 
@@ -407,6 +408,7 @@ fn the_first_rebalance_of_an_empty_group_waits_the_initial_delay() {
         GroupLimits {
             members_max: 100,
             initial_rebalance_delay: 3 * SECOND,
+            empty_retention: Duration::from_secs(600),
         },
     );
     let (a, _, completions) = join_new(&mut group, Duration::ZERO, "a");
@@ -429,6 +431,7 @@ fn unused_member_ids_expire_and_a_full_group_refuses_newcomers() {
         GroupLimits {
             members_max: 1,
             initial_rebalance_delay: Duration::ZERO,
+            empty_retention: Duration::from_secs(600),
         },
     );
     let (_, _, _) = join_new(&mut group, Duration::ZERO, "a");

@@ -87,6 +87,11 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
                 },
             };
             any_error |= outcome.error.is_some();
+            record_errors.extend(outcome.record_errors.iter().map(|(index, message)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+            }));
             let mut answer = partition_response(
                 node,
                 version,
@@ -199,6 +204,7 @@ fn failure(error: ResponseError) -> ProduceOutcome {
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 

@@ -207,14 +207,14 @@ pub(crate) const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Rule::Long { at_least: 0 },
         "3600000",
         Some("log.message.timestamp.after.max.ms"),
-        "How far in the future a CreateTime timestamp may be. Not acted on by Tidepool.",
+        "How far ahead of the broker's clock a CreateTime timestamp may be (else INVALID_TIMESTAMP).",
     ),
     def(
         "message.timestamp.before.max.ms",
         Rule::Long { at_least: 0 },
         LONG_MAX,
         Some("log.message.timestamp.before.max.ms"),
-        "How far in the past a CreateTime timestamp may be. Not acted on by Tidepool.",
+        "How far behind the broker's clock a CreateTime timestamp may be (else INVALID_TIMESTAMP).",
     ),
     def(
         "message.timestamp.type",
