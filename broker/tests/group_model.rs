@@ -601,7 +601,9 @@ impl Model {
             member.timeouts = timeouts;
             member.known_generation = Some(generation);
             self.touch(&new_id);
-            return Answer::Joined(Ok(self.join_view(&new_id, false)));
+            // KIP-814: a restarted static leader is told the members (with skip_assignment).
+            let leads = self.leader.as_deref() == Some(new_id.as_str());
+            return Answer::Joined(Ok(self.join_view(&new_id, leads)));
         }
         self.await_join(&new_id, protocols, timeouts);
         if matches!(
@@ -1387,6 +1389,7 @@ fn join_request(
             })
             .collect(),
         require_known_member_id,
+        supports_skip_assignment: true,
     }
 }
 

@@ -735,3 +735,17 @@ async fn a_duplicate_batch_is_answered_with_the_original_batchs_max_timestamp() 
         (0, 0, 1_002)
     );
 }
+
+#[tokio::test]
+async fn a_member_id_handed_out_survives_maintenance_ticks_until_its_join() {
+    let broker = broker().await;
+    let mut client = client_for_group(&broker, "slow").await;
+    let required = client.call(9, join_request("slow", "")).await;
+    assert_eq!(required.error_code, ResponseError::MemberIdRequired.code());
+    // Several 50 ms maintenance ticks pass before the member comes back with its id.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let joined = client
+        .call(9, join_request("slow", required.member_id.as_str()))
+        .await;
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+}

@@ -55,6 +55,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use serde_json::Value;
+use tidepool_protocol::batch::Compression;
 use tidepool_protocol::records::{BatchBuilder, Header, Record};
 
 use super::scenario::{Ctx, Scenario, Step, await_answer, call, group, scenario, sleep};
@@ -75,6 +76,7 @@ pub fn all() -> Vec<Scenario> {
         create_partitions(),
         produce(),
         idempotent_produce(),
+        codecs_and_acks_zero(),
         fetch(),
         list_offsets(),
         init_producer_id(),
@@ -83,6 +85,7 @@ pub fn all() -> Vec<Scenario> {
         group_membership(),
         refused_joins(),
         group_rebalance(),
+        static_members(),
         group_offsets(),
         group_administration(),
         delete_records(),
@@ -1021,6 +1024,57 @@ fn idempotent_produce() -> Scenario {
     )
 }
 
+/// Compressed batches (stored and served as the producer sent them, `compression.type` being
+/// `producer`), and acks=0: no answer, and a failed one closes the connection.
+fn codecs_and_acks_zero() -> Scenario {
+    fn compressed(step: &str, codec: Compression, first_ms: i64) -> Step {
+        call(step, 11, move |ctx| {
+            let mut builder = BatchBuilder::new();
+            builder.compression(codec);
+            fill(&mut builder, ctx, 4, first_ms);
+            produce_request(ctx, "codecs", 0, builder.build().expect("a batch"), -1)
+        })
+    }
+    scenario(
+        "Produce: codecs and acks=0",
+        vec![
+            create("create", "codecs", 1, &[]).quiet(),
+            wait_for("codecs", 1),
+            compressed("gzip batch", Compression::Gzip, 0),
+            compressed("snappy batch", Compression::Snappy, 10),
+            compressed("lz4 batch", Compression::Lz4, 20),
+            compressed("zstd batch", Compression::Zstd, 30),
+            call("fetch every codec", 12, |ctx| {
+                fetch_request(ctx, "codecs", vec![fetch_partition(0, 0)])
+            }),
+            call("fetch from inside a compressed batch", 12, |ctx| {
+                fetch_request(ctx, "codecs", vec![fetch_partition(0, 6)])
+            }),
+            // acks=0 sends no answer; the next request on the connection sees the append.
+            call("acks=0 produce", 11, |ctx| {
+                produce_request(ctx, "codecs", 0, records(ctx, 2, 40), 0)
+            })
+            .on(1)
+            .deferred(),
+            call("fetch after acks=0 on the same connection", 12, |ctx| {
+                fetch_request(ctx, "codecs", vec![fetch_partition(0, 16)])
+            })
+            .on(1),
+            call("acks=0 to an unknown partition", 11, |ctx| {
+                produce_request(ctx, "codecs", 5, records(ctx, 1, 50), 0)
+            })
+            .on(2)
+            .deferred(),
+            call(
+                "the connection is closed after a failed acks=0",
+                12,
+                |ctx| metadata_request(ctx, &["codecs"]),
+            )
+            .on(2),
+        ],
+    )
+}
+
 fn fetch() -> Scenario {
     scenario(
         "Fetch",
@@ -1554,6 +1608,75 @@ fn group_rebalance() -> Scenario {
 }
 
 /// Committing and fetching offsets: as a member, stale, from outside the group, and admin.
+/// Static membership (KIP-345): a member with an instance id joins without MEMBER_ID_REQUIRED,
+/// a restart with the same instance id takes over its member id's place without a rebalance,
+/// the old member id is fenced, and LeaveGroup by instance id removes it.
+fn static_members() -> Scenario {
+    const G: &str = "static";
+    const T: &str = "static-topic";
+    fn static_join(ctx: &Ctx, member_id: StrBytes) -> JoinGroupRequest {
+        join(ctx, G, member_id, T).with_group_instance_id(Some(s("instance-1")))
+    }
+    fn first(ctx: &Ctx) -> StrBytes {
+        ctx.text("static: join", "/member_id")
+    }
+    fn second(ctx: &Ctx) -> StrBytes {
+        ctx.text("static: restart with the same instance id", "/member_id")
+    }
+    fn leave(ctx: &Ctx, member_id: StrBytes) -> LeaveGroupRequest {
+        LeaveGroupRequest::default()
+            .with_group_id(ctx.group(G))
+            .with_members(vec![
+                MemberIdentity::default()
+                    .with_member_id(member_id)
+                    .with_group_instance_id(Some(s("instance-1"))),
+            ])
+    }
+    scenario(
+        "Groups: static members",
+        vec![
+            create("create", T, 2, &[]).quiet(),
+            wait_for(T, 2),
+            call("static: join", 9, |ctx| static_join(ctx, s(""))),
+            call("static: sync", 5, |ctx| {
+                let generation = ctx.i64("static: join", "/generation_id");
+                sync(
+                    ctx,
+                    G,
+                    generation,
+                    first(ctx),
+                    vec![
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(first(ctx))
+                            .with_assignment(assignment(ctx, T, &[0, 1])),
+                    ],
+                )
+                .with_group_instance_id(Some(s("instance-1")))
+            }),
+            call("static: restart with the same instance id", 9, |ctx| {
+                static_join(ctx, s(""))
+            }),
+            call("static: heartbeat from the replaced member id", 4, |ctx| {
+                let generation = ctx.i64("static: join", "/generation_id");
+                heartbeat(ctx, G, generation, first(ctx))
+                    .with_group_instance_id(Some(s("instance-1")))
+            }),
+            call("static: describe after the restart", 5, |ctx| {
+                describe_groups(ctx, &[G])
+            }),
+            call("static: leave with the replaced member id", 5, |ctx| {
+                leave(ctx, first(ctx))
+            }),
+            call("static: leave by instance id", 5, |ctx| {
+                leave(ctx, second(ctx))
+            }),
+            call("static: describe after leaving", 5, |ctx| {
+                describe_groups(ctx, &[G])
+            }),
+        ],
+    )
+}
+
 fn group_offsets() -> Scenario {
     const G: &str = "offsets";
     const T: &str = "offsets-topic";

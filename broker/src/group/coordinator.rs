@@ -78,6 +78,7 @@ impl Slot {
     /// Nothing would be lost by forgetting this group.
     fn is_forgettable(&self) -> bool {
         self.group.state() == GroupState::Empty
+            && !self.group.has_pending_members()
             && self.offsets.is_empty()
             && self.joins.is_empty()
             && self.syncs.is_empty()

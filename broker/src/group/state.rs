@@ -87,6 +87,9 @@ pub struct JoinRequest {
     pub protocols: Vec<Protocol>,
     /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED with its id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a static leader that restarts may be told the members with
+    /// `skip_assignment`, so it watches their subscriptions without reassigning.
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +108,8 @@ pub struct JoinAnswer {
     pub member_id: String,
     /// Every member's subscription, for the leader only.
     pub members: Vec<JoinedMember>,
+    /// The leader must not compute an assignment (a restarted static leader, KIP-814).
+    pub skip_assignment: bool,
 }
 
 pub type JoinResult = Result<JoinAnswer, GroupError>;
@@ -285,6 +290,11 @@ impl Group {
 
     pub fn has_members(&self) -> bool {
         !self.members.is_empty()
+    }
+
+    /// Ids handed out with MEMBER_ID_REQUIRED whose join has not come yet.
+    pub fn has_pending_members(&self) -> bool {
+        !self.pending_members.is_empty()
     }
 
     /// The assignment a member holds now (empty if none or unknown).
@@ -527,6 +537,7 @@ impl Group {
         if unchanged {
             member.protocols = request.protocols.clone();
         }
+        let previous_leader = self.leader.clone().unwrap_or_default();
         member.id = new_id.clone();
         member.awaiting_join = false;
         member.awaiting_sync = false;
@@ -540,7 +551,14 @@ impl Group {
         if self.state == GroupState::Stable && unchanged {
             self.apply_timeouts(now, &new_id, &request);
             let mut answer = self.answer_for(&new_id);
-            answer.members.clear();
+            if request.supports_skip_assignment {
+                // A restarted leader learns the members but keeps the current assignment.
+                answer.skip_assignment = answer.leader == new_id;
+            } else {
+                // Older clients would reassign if told they lead: name the leader as it was.
+                answer.members.clear();
+                answer.leader = previous_leader;
+            }
             return Reply::Now(Ok(answer));
         }
         // Decided from the state before the rejoin: recording it may let a rebalance complete,
@@ -648,6 +666,7 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_owned(),
             members,
+            skip_assignment: false,
         }
     }
 

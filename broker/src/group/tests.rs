@@ -27,6 +27,7 @@ fn request(member_id: &str, protocols: &[&str]) -> JoinRequest {
             })
             .collect(),
         require_known_member_id: true,
+        supports_skip_assignment: true,
     }
 }
 

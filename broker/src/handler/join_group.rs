@@ -13,6 +13,8 @@ use crate::server::Node;
 
 /// v4 (KIP-394): new members first get MEMBER_ID_REQUIRED with their id.
 const KNOWN_MEMBER_ID_FROM_VERSION: i16 = 4;
+/// v9 (KIP-814): a restarted static leader is told the members with skip_assignment.
+const SKIP_ASSIGNMENT_FROM_VERSION: i16 = 9;
 /// v1 added the rebalance timeout; before it the session timeout served for both.
 const REBALANCE_TIMEOUT_FROM_VERSION: i16 = 1;
 /// v7 made the protocol name nullable.
@@ -71,6 +73,7 @@ pub async fn handle(
             })
             .collect(),
         require_known_member_id: version >= KNOWN_MEMBER_ID_FROM_VERSION,
+        supports_skip_assignment: version >= SKIP_ASSIGNMENT_FROM_VERSION,
     };
     match node
         .cluster
@@ -79,6 +82,7 @@ pub async fn handle(
         .await
     {
         Ok(answer) => JoinGroupResponse::default()
+            .with_skip_assignment(answer.skip_assignment)
             .with_generation_id(answer.generation)
             .with_protocol_type(answer.protocol_type.map(StrBytes::from_string))
             .with_protocol_name(Some(StrBytes::from_string(

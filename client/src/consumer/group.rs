@@ -282,12 +282,18 @@ async fn join_and_sync_as(
         ))));
     };
     let is_leader = joined.leader.as_str() == member_id.as_str();
-    // A static leader rejoining a stable group gets no member list (and, from v9,
-    // skip_assignment): the assignment stands, and the coordinator ignores ours.
+    // A static leader rejoining a stable group gets no member list before v9, and from v9 the
+    // members with skip_assignment (KIP-814): the assignment stands, so it sends none, but it
+    // still watches the members' subscriptions as a leader does.
     let (assignments, leader_watched) = if is_leader && !joined.members.is_empty() {
         let (assignments, watched) = lead(spec, protocol, &joined)
             .await
             .map_err(|error| retry_or_fail(spec, error))?;
+        let assignments = if joined.skip_assignment {
+            Vec::new()
+        } else {
+            assignments
+        };
         (assignments, Some(watched))
     } else {
         (Vec::new(), None)
