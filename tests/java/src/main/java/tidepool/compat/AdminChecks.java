@@ -47,6 +47,20 @@ final class AdminChecks implements AutoCloseable {
         admin.close();
     }
 
+    /** The client itself, for the scenarios that use Admin calls of their own. */
+    Admin client() {
+        return admin;
+    }
+
+    /**
+     * A topic a scenario needs (RF 1, optional topic configs), ready when every partition has a
+     * leader. Failures throw: the scenario cannot go on, and they count against it, not here.
+     */
+    void createScenarioTopic(String topic, int partitions, Map<String, String> configs) throws InterruptedException {
+        get(admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1).configs(configs))).all());
+        awaitLeaders(topic, partitions);
+    }
+
     /** describeCluster: nodes with distinct ids and real addresses, and a cluster id. Returns the node ids. */
     Set<Integer> checkCluster(Map<String, String> summary) {
         DescribeClusterResult cluster = admin.describeCluster();

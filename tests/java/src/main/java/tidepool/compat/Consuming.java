@@ -19,22 +19,25 @@ import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
- * Reads the whole topic back with a group-less consumer (assign + seekToBeginning: the broker has no
- * consumer groups yet) and compares every record with what was acknowledged.
+ * Reads the whole topic back with a group-less consumer (assign + seekToBeginning: this stage is
+ * about fetching; the group scenarios cover groups) and compares every record with what was
+ * acknowledged.
  */
 final class Consuming {
     private final String bootstrap;
     private final String topic;
     private final ProducedLog expected;
-    private final Checks checks;
+    private final WorkloadCells cells;
+    private final Checks offsetChecks;
     private final Map<String, Integer> consumedPerCodec = new HashMap<>();
     private int consumed;
 
-    Consuming(String bootstrap, String topic, ProducedLog expected, Checks checks) {
+    Consuming(String bootstrap, String topic, ProducedLog expected, WorkloadCells cells) {
         this.bootstrap = bootstrap;
         this.topic = topic;
         this.expected = expected;
-        this.checks = checks;
+        this.cells = cells;
+        this.offsetChecks = cells.offsetQueries();
     }
 
     int consumed() {
@@ -60,7 +63,7 @@ final class Consuming {
         Properties config = new Properties();
         config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         config.put(ConsumerConfig.CLIENT_ID_CONFIG, "tidepool-java-compat-consumer");
-        // No group.id: the broker has no group coordinator yet, and nothing may be committed.
+        // No group.id: nothing is committed, and no coordinator is involved in this stage.
         config.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none");
         config.put(ConsumerConfig.CHECK_CRCS_CONFIG, true);
@@ -85,8 +88,8 @@ final class Consuming {
         Map<TopicPartition, Long> end = consumer.endOffsets(partitions);
         for (TopicPartition tp : partitions) {
             int p = tp.partition();
-            checks.expectEqual("consumer.beginningOffsets", expected.startOffset(p), beginning.get(tp), tp.toString());
-            checks.expectEqual("consumer.endOffsets", expected.endOffset(p), end.get(tp), tp.toString());
+            offsetChecks.expectEqual("consumer.beginningOffsets", expected.startOffset(p), beginning.get(tp), tp.toString());
+            offsetChecks.expectEqual("consumer.endOffsets", expected.endOffset(p), end.get(tp), tp.toString());
         }
         checkOffsetsForTimes(consumer, partitions);
     }
@@ -99,7 +102,7 @@ final class Consuming {
             try {
                 answer = consumer.offsetsForTimes(query);
             } catch (RuntimeException e) {
-                checks.failUnlessTolerated(Gap.TIMESTAMP_LOOKUP, "consumer.offsetsForTimes threw",
+                offsetChecks.failUnlessTolerated(Gap.TIMESTAMP_LOOKUP, "consumer.offsetsForTimes threw",
                         "target " + target + ": " + e);
                 continue;
             }
@@ -117,13 +120,13 @@ final class Consuming {
                         && actual.timestamp() == wanted.get().timestamp();
         if (!same) {
             String expectedText = wanted.map(r -> "offset " + r.offset() + " timestamp " + r.timestamp()).orElse("null");
-            checks.failUnlessTolerated(Gap.TIMESTAMP_LOOKUP, "consumer.offsetsForTimes",
+            offsetChecks.failUnlessTolerated(Gap.TIMESTAMP_LOOKUP, "consumer.offsetsForTimes",
                     tp + " target " + target + ": expected " + expectedText + ", got " + actual);
             return;
         }
-        checks.pass();
+        offsetChecks.pass();
         if (actual != null && actual.leaderEpoch().isEmpty()) {
-            checks.failUnlessTolerated(Gap.LEADER_EPOCH, "consumer.offsetsForTimes without leader epoch",
+            offsetChecks.failUnlessTolerated(Gap.LEADER_EPOCH, "consumer.offsetsForTimes without leader epoch",
                     tp + " target " + target + ": " + actual);
         }
     }
@@ -134,7 +137,7 @@ final class Consuming {
         long stopAt = System.nanoTime() + deadline.toNanos();
         while (!reachedEnd(consumer, partitions)) {
             if (System.nanoTime() > stopAt) {
-                checks.fail("consumer did not reach the end offsets in time", positions(consumer, partitions));
+                cells.everyCodec().fail("consumer did not reach the end offsets in time", positions(consumer, partitions));
                 return;
             }
             for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(500))) {
@@ -160,20 +163,24 @@ final class Consuming {
         consumed++;
         int p = record.partition();
         String where = p + "/" + record.offset();
-        // Offsets within a partition arrive in order, each exactly once, with no gap.
+        // Offsets within a partition arrive in order, each exactly once, with no gap. A gap counts
+        // against the codec of the record that should have come next.
         long next = nextExpectedOffset.getOrDefault(p, 0L);
-        checks.expectEqual("consumed offsets not contiguous (gap, duplicate or reorder)", next, record.offset(),
+        SentRecord missed = expected.at(p, next);
+        Checks orderChecks = missed == null ? cells.everyCodec() : cells.codec(missed.planned().codec());
+        orderChecks.expectEqual("consumed offsets not contiguous (gap, duplicate or reorder)", next, record.offset(),
                 "partition " + p);
         nextExpectedOffset.put(p, Math.max(next, record.offset() + 1));
         SentRecord sent = expected.at(p, record.offset());
-        if (!checks.expect(sent != null, "consumed a record nobody produced", where)) {
+        // A record no acknowledgement named: a write the idempotent producer's retry should not have made.
+        if (!cells.everyCodecAndIdempotence().expect(sent != null, "consumed a record nobody produced", where)) {
             return;
         }
         consumedPerCodec.merge(sent.planned().codec(), 1, Integer::sum);
-        compare(sent, record);
+        compare(sent, record, cells.codec(sent.planned().codec()));
     }
 
-    private void compare(SentRecord sent, ConsumerRecord<byte[], byte[]> record) {
+    private void compare(SentRecord sent, ConsumerRecord<byte[], byte[]> record, Checks checks) {
         PlannedRecord planned = sent.planned();
         String where = sent.where();
         checks.expect(Arrays.equals(planned.key(), record.key()), "key differs",
@@ -193,11 +200,11 @@ final class Consuming {
 
     /** With contiguity checked while reading, equal counts mean every record arrived exactly once. */
     private void checkNothingMissing() {
-        checks.expectEqual("consumed record count", expected.size(), consumed, "whole topic");
+        cells.everyCodec().expectEqual("consumed record count", expected.size(), consumed, "whole topic");
         Map<String, Integer> producedPerCodec = new HashMap<>();
         expected.all().forEach(r -> producedPerCodec.merge(r.planned().codec(), 1, Integer::sum));
         for (String codec : Workload.CODECS) {
-            checks.expectEqual("consumed count per codec", producedPerCodec.getOrDefault(codec, 0),
+            cells.codec(codec).expectEqual("consumed count per codec", producedPerCodec.getOrDefault(codec, 0),
                     consumedPerCodec.getOrDefault(codec, 0), codec);
         }
     }

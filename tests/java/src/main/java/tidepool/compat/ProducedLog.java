@@ -6,6 +6,7 @@ import java.util.Map;
 import java.util.NavigableMap;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.function.Function;
 
 /**
  * What each partition must contain, built from the producer's acknowledgements. Every expectation of
@@ -33,13 +34,16 @@ final class ProducedLog {
                 sent.where() + " and " + (previous == null ? "" : previous.planned().id()));
     }
 
-    /** A topic created for this run starts at 0 and, with one idempotent producer at a time, has no gaps. */
-    void checkAcknowledgedOffsetsContiguous(Checks checks) {
+    /**
+     * A topic created for this run starts at 0 and, with one idempotent producer at a time, has no
+     * gaps. A gap counts against the codec of the record acknowledged after it ({@code checksFor}).
+     */
+    void checkAcknowledgedOffsetsContiguous(Function<String, Checks> checksFor) {
         for (int p = 0; p < partitions; p++) {
             long expected = 0;
-            for (long offset : byPartition.get(p).keySet()) {
-                if (!checks.expectEqual("acknowledged offsets not contiguous from 0", expected, offset,
-                        "partition " + p)) {
+            for (SentRecord sent : byPartition.get(p).values()) {
+                if (!checksFor.apply(sent.planned().codec()).expectEqual("acknowledged offsets not contiguous from 0",
+                        expected, sent.offset(), "partition " + p)) {
                     break;
                 }
                 expected++;

@@ -17,23 +17,24 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 final class Producing {
     private final String bootstrap;
     private final String topic;
-    private final Checks checks;
 
-    Producing(String bootstrap, String topic, Checks checks) {
+    Producing(String bootstrap, String topic) {
         this.bootstrap = bootstrap;
         this.topic = topic;
-        this.checks = checks;
     }
 
-    /** Sends all planned records of one codec and returns those the broker acknowledged. */
-    List<SentRecord> produce(String codec, List<PlannedRecord> planned) throws InterruptedException {
+    /**
+     * Sends all planned records of one codec and returns those the broker acknowledged; the checks
+     * of the acknowledgements go to {@code checks}.
+     */
+    List<SentRecord> produce(String codec, List<PlannedRecord> planned, Checks checks) throws InterruptedException {
         List<Future<RecordMetadata>> acks = new ArrayList<>(planned.size());
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config(codec))) {
             for (PlannedRecord record : planned) {
                 acks.add(producer.send(toProducerRecord(record)));
             }
             producer.flush();
-            return collectAcks(planned, acks);
+            return collectAcks(planned, acks, checks);
         }
     }
 
@@ -60,14 +61,14 @@ final class Producing {
                 record.value(), record.headers());
     }
 
-    private List<SentRecord> collectAcks(List<PlannedRecord> planned, List<Future<RecordMetadata>> acks)
-            throws InterruptedException {
+    private static List<SentRecord> collectAcks(List<PlannedRecord> planned, List<Future<RecordMetadata>> acks,
+                                                Checks checks) throws InterruptedException {
         List<SentRecord> sent = new ArrayList<>(planned.size());
         for (int i = 0; i < planned.size(); i++) {
             PlannedRecord record = planned.get(i);
             try {
                 RecordMetadata metadata = acks.get(i).get(5, TimeUnit.SECONDS);
-                checkMetadata(record, metadata);
+                checkMetadata(record, metadata, checks);
                 sent.add(new SentRecord(record, metadata.partition(), metadata.offset(), metadata.timestamp()));
             } catch (ExecutionException e) {
                 checks.fail("produce failed", record.id() + ": " + e.getCause());
@@ -78,7 +79,7 @@ final class Producing {
         return sent;
     }
 
-    private void checkMetadata(PlannedRecord record, RecordMetadata metadata) {
+    private static void checkMetadata(PlannedRecord record, RecordMetadata metadata, Checks checks) {
         String where = record.id() + " acked at " + metadata.partition() + "/" + metadata.offset();
         checks.expect(metadata.hasOffset() && metadata.offset() >= 0, "ack without an offset", where);
         if (record.partition() != null) {

@@ -20,13 +20,15 @@ final class Stage {
         return (System.nanoTime() - STARTED_NANOS) / 1e9;
     }
 
-    static void startWatchdog(int timeoutSeconds) {
+    /** On timeout, the scenarios not reported yet are reported failed before the process ends. */
+    static void startWatchdog(int timeoutSeconds, Matrix matrix) {
         Thread watchdog = new Thread(() -> {
             try {
                 Thread.sleep(timeoutSeconds * 1000L);
             } catch (InterruptedException e) {
                 return;
             }
+            matrix.reportMissing("run timed out after " + timeoutSeconds + " s while: " + current);
             System.out.flush();
             System.err.printf("TIMEOUT after %ds while %s%n", timeoutSeconds, current);
             Thread.getAllStackTraces().forEach((thread, stack) -> {
