@@ -13,6 +13,9 @@ Layout:
 - `Checks` collects every failed check with a reason and prints the summary.
 - `check_roundtrip` compares the three views; `timestamp_probes` derives ListOffsets-by-time
   questions and their answers from what was read.
+- `Cells` reports a program's cells of the compatibility matrix (tests/matrix/README.md);
+  `judge_codecs` gives each codec its own verdict (the codec-* cells) and `IDEMPOTENCE_CHECKS`
+  names the checks behind the idempotence cell.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import matrix
 
 CODECS: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
 
@@ -143,6 +148,16 @@ class Checks:
     @property
     def ok(self) -> bool:
         return not self.failed_counts
+
+    def first_failure(self, prefixes: Iterable[str] | None = None) -> str | None:
+        """The first failed check (in the order checks were first made) whose name starts with
+        one of `prefixes` (any check without), as "name: first reason"; None when none failed."""
+        wanted = tuple(prefixes) if prefixes is not None else ("",)
+        for name in self.order:
+            if self.failed_counts.get(name) and name.startswith(wanted):
+                reasons = self.failed.get(name) or [""]
+                return f"{name}: {reasons[0]}" if reasons[0] else name
+        return None
 
     def report(self, summary: str) -> int:
         """Prints one line per check and a verdict; returns the process exit code."""
@@ -572,17 +587,133 @@ def check_metadata(
         )
 
 
-def run_main(main: Callable[[Checks], int], client: str) -> None:
+# ---------------------------------------------------------------------------------------------
+# The compatibility matrix (tests/matrix/README.md).
+
+# The checks (by name prefix) behind the idempotence cell: every record acknowledged once, the
+# acknowledged offsets contiguous per partition in send order, each record stored once and where
+# its acknowledgement said.
+IDEMPOTENCE_CHECKS: tuple[str, ...] = (
+    "produce (",
+    "delivery reports: one per record",
+    "delivery reports: offsets contiguous in send order",
+    "consume: every record sent was read",
+    "consume: no record read twice",
+    "consume: offsets contiguous from the start offset",
+    "consume: partition and offset match the delivery report",
+)
+
+
+class Cells:
+    """The matrix cells one program covers for one client (`client`: an id of
+    tests/matrix/scenarios.json). Each is reported once; `close` reports every cell still open as
+    failed, with the reason (the program ended, or raised, before judging it), so that a cell the
+    program promised is never left out."""
+
+    def __init__(self, client: str, scenarios: Iterable[str]) -> None:
+        self.client = client
+        self.open: list[str] = list(scenarios)
+
+    def report(self, scenario: str, result: bool | str, detail: str = "") -> None:
+        if scenario not in self.open:
+            raise ValueError(f"matrix cell {self.client}/{scenario} is not open (reported twice?)")
+        self.open.remove(scenario)
+        if result is False and not detail:
+            detail = "failed"
+        matrix.report(self.client, scenario, result, " ".join(detail.split())[:400])
+
+    def judge(self, scenario: str, checks: Checks, prefixes: Iterable[str] | None = None) -> None:
+        """Passes the cell when no check (of those named by `prefixes`) failed; otherwise fails
+        it with the first failure."""
+        failure = checks.first_failure(prefixes)
+        self.report(scenario, failure is None, failure or "")
+
+    def close(self, reason: str) -> None:
+        for scenario in list(self.open):
+            self.report(scenario, False, reason)
+
+    def not_applicable(self, reason: str) -> None:
+        """Reports nothing: for a peer that is no matrix column (the librdkafka mock cluster),
+        where the program cannot run at all."""
+        print(f"MATRIX {self.client}: {', '.join(self.open)} not reported: {reason}", flush=True)
+        self.open.clear()
+
+
+def codec_ranges(
+    sent: Sequence[SentRecord], deliveries: dict[int, Delivery]
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per codec and partition, [first, last + 1) of the offsets its delivery reports named."""
+    ranges: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for record in sent:
+        delivery = deliveries.get(record.index)
+        if delivery is None:
+            continue
+        low, high = ranges[record.codec].get(delivery.partition, (delivery.offset, delivery.offset + 1))
+        ranges[record.codec][delivery.partition] = (min(low, delivery.offset), max(high, delivery.offset + 1))
+    return ranges
+
+
+def judge_codecs(
+    client: str,
+    sent: Sequence[SentRecord],
+    deliveries: dict[int, Delivery],
+    consumed: Sequence[ConsumedRecord],
+    start_offsets: dict[int, int],
+    peer: Peer,
+    produce_failures: dict[str, list[str]],
+    partitioner: bool = True,
+) -> dict[str, Checks]:
+    """One verdict per codec (the codec-* cells), judged as the whole run is but on that codec's
+    records alone: its delivery reports, and what was read of it, from where its records start in
+    each partition (codecs are produced one after another, so each owns a run of offsets).
+
+    A record read is the codec's when its value is one of the codec's records, or, when its value
+    is unknown (mangled), when its offset lies in the codec's run. A gap or overlap between two
+    codecs' runs is judged by the idempotence cell (the whole run's contiguity), not here."""
+    ranges = codec_ranges(sent, deliveries)
+    codec_of_value = {record.value: record.codec for record in sent}
+    codecs = list(dict.fromkeys(record.codec for record in sent))
+    verdicts: dict[str, Checks] = {}
+    for codec in codecs:
+        checks = Checks(f"{client} {codec}")
+        for failure in produce_failures.get(codec, []):
+            checks.fail(f"produce ({codec}): every record acknowledged", failure)
+        own = [record for record in sent if record.codec == codec]
+        starts = {p: low for p, (low, _) in ranges.get(codec, {}).items()}
+        for partition, offset in start_offsets.items():
+            starts.setdefault(partition, offset)
+
+        def belongs(record: ConsumedRecord, codec: str = codec) -> bool:
+            owner = codec_of_value.get(record.value or b"")
+            if owner is not None:
+                return owner == codec
+            low, high = ranges.get(codec, {}).get(record.partition, (0, -1))
+            return low <= record.offset < high
+
+        mine = [record for record in consumed if belongs(record)]
+        check_deliveries(checks, own, deliveries, starts, peer, partitioner=partitioner)
+        check_roundtrip(checks, own, deliveries, mine, starts)
+        verdicts[codec] = checks
+    return verdicts
+
+
+def run_main(main: Callable[[Checks], int], client: str, cells: Cells | None = None) -> None:
     """Runs a program's main(checks). An exception escaping it (a client call that raised or
-    timed out) is a failed check with its reason, reported with every check made before it."""
+    timed out) is a failed check with its reason, reported with every check made before it; the
+    matrix cells in `cells` not judged by then are reported failed with that reason."""
     checks = Checks(client)
+    reason = "the program ended before judging this cell"
     try:
         code = main(checks)
     except KeyboardInterrupt:
         checks.fail("run completed", "interrupted")
         code = checks.report("interrupted")
+        reason = "interrupted before this cell was judged"
     except Exception as error:  # noqa: BLE001 - any client error is a test failure, said loudly
         traceback.print_exc()
         checks.fail("run completed", f"aborted by {type(error).__name__}: {error}")
         code = checks.report(f"aborted by {type(error).__name__}")
+        reason = f"aborted by {type(error).__name__}: {error}"
+    if cells is not None:
+        cells.close(reason)
     sys.exit(code)

@@ -14,6 +14,9 @@ librdkafka specifics:
 - DescribeConfigs asks for synonyms; is_default is true for the DEFAULT_CONFIG source only;
 - a resource's error raises KafkaException from its future, with the broker's code;
 - producer-type handles (the AdminClient too) auto-create topics by default: turned off.
+
+Matrix: reports the `admin` cell of client `librdkafka` (confluent_roundtrip.py reports it too,
+for the topic, partition and offset calls): pass when every check here passed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from compat_common import Checks, Deadline, parse_args, run_main, unique_topic
+from compat_common import Cells, Checks, Deadline, parse_args, run_main, unique_topic
 from configs_common import (
     BROKER_DEFAULTS,
     CREATED_WITH,
@@ -206,11 +209,12 @@ def check_broker(checks: Checks, admin: AdminClient, args: Any) -> None:
     )
 
 
-def main(checks: Checks) -> int:
+def main(checks: Checks, cells: Cells) -> int:
     args = parse_args(__doc__)
     topic = args.topic or unique_topic("configs-confluent")
     print(f"== {CLIENT} against {args.bootstrap} (peer {args.peer.name}), topic {topic}")
     if mock_skip(checks, args.peer, CHECKS):
+        cells.not_applicable(f"peer {args.peer.name} cannot create topics")
         return checks.report("skipped")
     admin = AdminClient(
         {"bootstrap.servers": args.bootstrap, "socket.timeout.ms": 30_000, "allow.auto.create.topics": False}
@@ -226,8 +230,10 @@ def main(checks: Checks) -> int:
     check_broker(checks, admin, args)
     admin.delete_topics([topic], request_timeout=args.timeout)[topic].result()
     checks.check("delete topic", True)
+    cells.judge("admin", checks)
     return checks.report(f"topic {topic}")
 
 
 if __name__ == "__main__":
-    run_main(main, CLIENT)
+    CELLS = Cells("librdkafka", ["admin"])
+    run_main(lambda checks: main(checks, CELLS), CLIENT, CELLS)

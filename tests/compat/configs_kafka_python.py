@@ -7,6 +7,9 @@ describe the broker's configs, and delete the topic.
     configs_kafka_python.py --bootstrap HOST:PORT[,...] [--peer tidepool|kafka|librdkafka-mock]
                             [--timeout S]
 
+Matrix: reports the `admin` cell of client `kafka-python` (kafka_python_roundtrip.py reports it
+too, for the topic, partition and offset calls): pass when every check here passed.
+
 Exits 0 only when every check passed. Expectations (configs_common.py) are what Apache Kafka
 4.3 answers; --records and --codecs are accepted for the compat table's sake and ignored.
 
@@ -27,7 +30,7 @@ from typing import Any
 import kafka
 from kafka.admin import ConfigResource, KafkaAdminClient, NewTopic
 
-from compat_common import Checks, Deadline, parse_args, run_main, unique_topic
+from compat_common import Cells, Checks, Deadline, parse_args, run_main, unique_topic
 from configs_common import (
     BROKER_DEFAULTS,
     CREATED_WITH,
@@ -159,11 +162,12 @@ def check_broker(checks: Checks, admin: KafkaAdminClient) -> None:
     checks.check(name, "num.partitions" in configs, "num.partitions is described")
 
 
-def main(checks: Checks) -> int:
+def main(checks: Checks, cells: Cells) -> int:
     args = parse_args(__doc__)
     topic = args.topic or unique_topic("configs-kafka-python")
     print(f"== {CLIENT} against {args.bootstrap} (peer {args.peer.name}), topic {topic}")
     if mock_skip(checks, args.peer, CHECKS):
+        cells.close(f"peer {args.peer.name} cannot create topics: the config calls were not run")
         return checks.report("skipped")
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap.split(","), request_timeout_ms=30_000)
     admin.create_topics(
@@ -176,8 +180,10 @@ def main(checks: Checks) -> int:
     admin.delete_topics([topic], timeout_ms=int(args.timeout * 1000))
     checks.check("delete topic", True)
     admin.close()
+    cells.judge("admin", checks)
     return checks.report(f"topic {topic}")
 
 
 if __name__ == "__main__":
-    run_main(main, CLIENT)
+    CELLS = Cells("kafka-python", ["admin"])
+    run_main(lambda checks: main(checks, CELLS), CLIENT, CELLS)

@@ -8,6 +8,11 @@ codec, assign()-only consume, ListOffsets and metadata, each checked record by r
 Exits 0 only when every check passed; prints one line per check and the reasons of failures.
 The consumer never needs a group coordinator: confluent-kafka insists on a group.id, but with
 assign() at explicit offsets and commits off, librdkafka never fetches or commits offsets.
+
+Matrix cells (client `librdkafka`, tests/matrix/README.md): codec-<codec> for each codec run
+(that codec's records judged alone), idempotence (every record acknowledged once, contiguous
+offsets, none stored twice), admin (CreateTopics, CreatePartitions, DescribeCluster, ListOffsets,
+Metadata, DeleteTopics; configs_confluent.py reports the same cell for the config calls).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic, OffsetSpec
 
 from compat_common import (
+    IDEMPOTENCE_CHECKS,
+    Cells,
     Checks,
     ConsumedRecord,
     Deadline,
@@ -32,6 +39,7 @@ from compat_common import (
     check_timestamp_lookup,
     check_watermarks,
     first_timestamp_for_run,
+    judge_codecs,
     make_records,
     max_timestamp_expectation,
     parse_args,
@@ -41,6 +49,9 @@ from compat_common import (
 )
 
 CLIENT = f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
+MATRIX_CLIENT = "librdkafka"
+# The checks (by name prefix) behind the admin cell.
+ADMIN_CHECKS = ("admin:", "list offsets", "metadata")
 
 TIMESTAMP_TYPES = {
     confluent_kafka.TIMESTAMP_CREATE_TIME: "create",
@@ -182,22 +193,28 @@ def send(producer: Producer, topic: str, record: SentRecord, on_delivery: Any, d
             producer.poll(0.1)
 
 
-def produce_all(checks: Checks, args: Any, topic: str) -> tuple[list[SentRecord], dict[int, Delivery]]:
-    """Every codec in turn, one producer each (so InitProducerId runs once per codec)."""
+def produce_all(
+    checks: Checks, args: Any, topic: str
+) -> tuple[list[SentRecord], dict[int, Delivery], dict[str, list[str]]]:
+    """Every codec in turn, one producer each (so InitProducerId runs once per codec); also
+    returns each codec's delivery errors."""
     sent: list[SentRecord] = []
     deliveries: dict[int, Delivery] = {}
+    failures: dict[str, list[str]] = {}
     first_timestamp = first_timestamp_for_run()
     for codec in args.codecs:
         records = make_records(codec, args.records, len(sent), first_timestamp + len(sent))
         started = time.monotonic()
         codec_deliveries, errors = produce_codec(args, topic, codec, records)
         checks.check(f"produce ({codec}): every record acknowledged", not errors, "; ".join(errors[:5]))
+        if errors:
+            failures[codec] = ["; ".join(errors[:5])]
         print(
             f"   produced {len(codec_deliveries)}/{len(records)} {codec} records in {time.monotonic() - started:.1f}s"
         )
         sent.extend(records)
         deliveries.update(codec_deliveries)
-    return sent, deliveries
+    return sent, deliveries, failures
 
 
 def new_consumer(args: Any, topic: str) -> Consumer:
@@ -369,8 +386,7 @@ def delete_topic(checks: Checks, admin: AdminClient, topic: str, args: Any) -> N
     checks.fail(name, f"topic {topic} still listed by Metadata {args.timeout}s after DeleteTopics")
 
 
-def main(checks: Checks) -> int:
-    args = parse_args(__doc__)
+def main(checks: Checks, args: Any, cells: Cells) -> int:
     topic = args.topic or unique_topic("confluent")
     print(f"== {CLIENT} against {args.bootstrap} (peer {args.peer.name}), topic {topic}")
     admin = AdminClient(base_config(args))
@@ -384,7 +400,7 @@ def main(checks: Checks) -> int:
         all(earliest[p] == latest[p] == 0 for p in range(partitions)),
         f"before producing: earliest {earliest}, latest {latest}",
     )
-    sent, deliveries = produce_all(checks, args, topic)
+    sent, deliveries, produce_failures = produce_all(checks, args, topic)
     check_deliveries(checks, sent, deliveries, start, args.peer)
     earliest, latest = watermarks(consumer, topic, partitions, args.timeout)
     check_watermarks(checks, "consumer watermarks", sent, deliveries, range(partitions), earliest, latest, start)
@@ -393,12 +409,17 @@ def main(checks: Checks) -> int:
     consumed = consume_all(checks, consumer, topic, start, latest, Deadline(args.timeout))
     print(f"   consumed {len(consumed)} records in {time.monotonic() - started:.1f}s")
     check_roundtrip(checks, sent, deliveries, consumed, start)
+    verdicts = judge_codecs(MATRIX_CLIENT, sent, deliveries, consumed, start, args.peer, produce_failures)
+    for codec in args.codecs:
+        cells.judge(f"codec-{codec}", verdicts[codec])
+    cells.judge("idempotence", checks, IDEMPOTENCE_CHECKS)
     # Done reading: without this, each ListOffsets below queues behind a Fetch long poll on the
     # same connection (responses come in request order) and waits out fetch.wait.max.ms.
     consumer.unassign()
     check_offsets_for_times(checks, consumer, admin, topic, consumed, args)
     consumer.close()
     delete_topic(checks, admin, topic, args)
+    cells.judge("admin", checks, ADMIN_CHECKS)
     summary = (
         f"{len(sent)} records ({args.records} per codec: {', '.join(args.codecs)}), "
         f"{partitions} partitions, topic {topic}"
@@ -407,4 +428,6 @@ def main(checks: Checks) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, CLIENT)
+    ARGS = parse_args(__doc__)
+    CELLS = Cells(MATRIX_CLIENT, [f"codec-{codec}" for codec in ARGS.codecs] + ["idempotence", "admin"])
+    run_main(lambda checks: main(checks, ARGS, CELLS), CLIENT, CELLS)

@@ -69,6 +69,15 @@ tests/compat/kafka_restartable.sh DIR). Without it that scenario is reported SKI
 
 Scenarios run in parallel (one thread each, own topic and group); each prints one PASS, FAIL
 or SKIP line, failures with their reasons and the tail of each member's stderr.
+
+Matrix cells (tests/matrix/README.md), reported for the program's client when every scenario of
+a cell was run (MATRIX_CELLS): group-rebalance <- exactly_once, member_leaves, member_killed (each
+member on the client's default assignor, eager for every client here: librdkafka
+"range,roundrobin", kafka-python range and round robin, kafkajs round robin, kcat librdkafka's);
+group-cooperative <- cooperative_sticky; commits <- commit_resume, resume_after_broker_restart. A
+cell fails with the first failure of the first failed scenario; a scenario the client lacks makes
+its cell a skip with the client's reason; one not run for want of --broker-command fails it.
+static_membership is in no cell.
 """
 
 from __future__ import annotations
@@ -92,6 +101,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import matrix
 from compat_common import Checks
 
 PARTITIONS = 6
@@ -121,6 +131,22 @@ SCENARIOS: tuple[str, ...] = (
     "resume_after_broker_restart",
 )
 
+# Cells of the compatibility matrix (tests/matrix/scenarios.json) and the scenarios behind each.
+MATRIX_CELLS: dict[str, tuple[str, ...]] = {
+    "group-rebalance": ("exactly_once", "member_leaves", "member_killed"),
+    "group-cooperative": ("cooperative_sticky",),
+    "commits": ("commit_resume", "resume_after_broker_restart"),
+}
+
+# A client's matrix id from the start of its name, when the program does not name it.
+MATRIX_CLIENT_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("confluent-kafka", "librdkafka"),
+    ("kafka-python", "kafka-python"),
+    ("aiokafka", "aiokafka"),
+    ("kafkajs", "kafkajs"),
+    ("kcat", "kcat"),
+)
+
 
 @dataclass(frozen=True)
 class Client:
@@ -132,6 +158,19 @@ class Client:
     unsupported: dict[str, str] = field(default_factory=dict)
     # Extra environment for member processes.
     env: dict[str, str] = field(default_factory=dict)
+    # The client's id in tests/matrix/scenarios.json; None: from the start of `name`.
+    matrix_client: str | None = None
+    # Whether members report their own commits ({"ev": "commit"}): a client that commits by
+    # itself (kcat: librdkafka's auto-commit) cannot, and its commits are judged by OffsetFetch.
+    reports_commits: bool = True
+
+    def matrix_id(self) -> str:
+        if self.matrix_client:
+            return self.matrix_client
+        for prefix, client in MATRIX_CLIENT_PREFIXES:
+            if self.name.lower().startswith(prefix):
+                return client
+        raise ValueError(f"no matrix client id for {self.name!r}: set Client.matrix_client")
 
 
 def member_spec(
@@ -144,6 +183,7 @@ def member_spec(
     assignor: str = "default",
     session_timeout_ms: int = SESSION_TIMEOUT_MS,
     hold: bool = False,
+    scenario: str = "",
 ) -> dict[str, Any]:
     """The JSON a member program receives; every client maps it onto its own configuration."""
     return {
@@ -159,6 +199,9 @@ def member_spec(
         # Start the process (interpreter, client library) but create the consumer only on "go":
         # a restart then takes the client's time to join, not the time to start a program.
         "hold": hold,
+        # The scenario the member takes part in, for a client whose member must differ in one
+        # (groups_kcat.py); the others ignore it.
+        "scenario": scenario,
     }
 
 
@@ -742,6 +785,7 @@ class Run:
         self.started = time.monotonic()
         self.seconds = 0.0
         self.skipped: str | None = None
+        self.client_lacks = False  # skipped because the client lacks the feature (not the harness)
         self.broker: BrokerProcess | None = None
         self._admin: Admin | None = None
         self._source: Source | None = None
@@ -780,7 +824,8 @@ class Run:
             self._source.open(bootstrap)
 
     def member(self, name: str, **options: Any) -> Member:
-        member = Member(self.client, member_spec(self.bootstrap, self.topic, self.group, name, **options))
+        spec = member_spec(self.bootstrap, self.topic, self.group, name, scenario=self.scenario, **options)
+        member = Member(self.client, spec)
         self.members.append(member)
         return member
 
@@ -1212,6 +1257,9 @@ def resume_phase_one(run: Run, records: int) -> dict[int, int]:
     run.check_no_member_errors(members)
     check_reads(run.checks, run.source.produced(), members, exactly_once=True, notes=run.notes, label="first run")
     ends = run.source.end_offsets()
+    if not run.client.reports_commits:
+        run.notes.append("members report no commits (the client commits by itself): judged by OffsetFetch")
+        return ends
     told: dict[int, int] = {}
     for member in members:
         told.update(member.commits)
@@ -1295,6 +1343,7 @@ def run_scenario(run: Run) -> None:
     try:
         if run.scenario in run.client.unsupported:
             run.skipped = f"{run.client.name}: {run.client.unsupported[run.scenario]}"
+            run.client_lacks = True
             return
         if run.scenario == "resume_after_broker_restart":
             if not run.args.broker_command:
@@ -1345,6 +1394,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def cell_verdict(runs: Sequence[Run]) -> tuple[str, str]:
+    """(result, detail) of one matrix cell from the runs of its scenarios."""
+    for run in runs:
+        if run.skipped is None and not run.checks.ok:
+            return "fail", f"{run.scenario}: {run.checks.first_failure()}"
+    harness = [run for run in runs if run.skipped is not None and not run.client_lacks]
+    if harness:
+        return "fail", f"{harness[0].scenario} not run: {harness[0].skipped}"
+    lacking = [run for run in runs if run.skipped is not None]
+    if lacking and len(lacking) == len(runs):
+        return "skip", "; ".join(dict.fromkeys(run.skipped or "" for run in lacking))
+    if lacking:
+        return "pass", "not run, the client lacks them: " + "; ".join(f"{r.scenario} ({r.skipped})" for r in lacking)
+    return "pass", ""
+
+
+def report_cells(client: Client, runs: Sequence[Run]) -> None:
+    """Reports each matrix cell whose scenarios all ran in this program (see MATRIX_CELLS)."""
+    by_scenario = {run.scenario: run for run in runs}
+    for cell, scenarios in MATRIX_CELLS.items():
+        if not all(scenario in by_scenario for scenario in scenarios):
+            print(f"   (matrix cell {cell} not reported: needs the scenarios {', '.join(scenarios)})")
+            continue
+        result, detail = cell_verdict([by_scenario[scenario] for scenario in scenarios])
+        matrix.report(client.matrix_id(), cell, result, " ".join(detail.split())[:400])
+
+
 def main(client: Client, argv: Sequence[str] | None = None) -> None:
     faulthandler.enable()  # a crash inside a client library names the threads' stacks
     signal.signal(signal.SIGTERM, _on_termination)
@@ -1366,6 +1442,7 @@ def main(client: Client, argv: Sequence[str] | None = None) -> None:
     ok = True
     for run in runs:
         ok = run.report() and ok
+    report_cells(client, runs)
     passed = sum(1 for r in runs if r.skipped is None and r.checks.ok)
     skipped = sum(1 for r in runs if r.skipped is not None)
     print(

@@ -7,7 +7,8 @@ kafkajs can take part in, each member a `node groups_kafkajs.mjs` process.
 Needs kafkajs in tests/compat/node_modules: `npm ci` in tests/compat (scripts/test setup does it;
 the version is pinned in package.json and package-lock.json). `node` comes from PATH, or from
 $TIDEPOOL_NODE. Prints one PASS/FAIL/SKIP line per scenario; exits 0 only when none failed.
-cooperative_sticky and static_membership are SKIP: kafkajs has neither.
+cooperative_sticky and static_membership are SKIP: kafkajs has neither (so its matrix cell
+group-cooperative is a skip, with that reason; see groups_common.py for the cells).
 """
 
 from __future__ import annotations

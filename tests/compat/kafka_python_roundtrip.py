@@ -7,6 +7,13 @@ with every codec, assign()-only consume, ListOffsets and metadata, checked recor
 
 Exits 0 only when every check passed. The consumer has group_id=None, so it never looks for a
 group coordinator; it reads with assign() and seek() from explicit offsets.
+
+Matrix cells (client `kafka-python`, tests/matrix/README.md): codec-<codec> for each codec run
+(that codec's records judged alone), idempotence (every record acknowledged once, contiguous
+offsets, none stored twice; and each producer's own state: a producer id, sequence numbers
+advanced by exactly the records acknowledged, see producer_state.py), admin (CreateTopics,
+CreatePartitions, DescribeCluster, Metadata, ListOffsets, DeleteTopics; configs_kafka_python.py
+reports the same cell for the config calls).
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.codec import has_lz4, has_snappy, has_zstd
 
 from compat_common import (
+    IDEMPOTENCE_CHECKS,
     NO_OFFSET,
+    Cells,
     Checks,
     ConsumedRecord,
     Deadline,
@@ -32,6 +41,7 @@ from compat_common import (
     check_timestamp_lookup,
     check_watermarks,
     first_timestamp_for_run,
+    judge_codecs,
     make_records,
     max_timestamp_expectation,
     parse_args,
@@ -39,8 +49,12 @@ from compat_common import (
     timestamp_probes,
     unique_topic,
 )
+from producer_state import STATE_CHECKS, check_producer_state
 
 CLIENT = f"kafka-python {kafka.__version__}"
+MATRIX_CLIENT = "kafka-python"
+# The checks (by name prefix) behind the admin cell.
+ADMIN_CHECKS = ("admin:", "list offsets", "metadata")
 
 # kafka-python names "no compression" None; the other codecs by their Kafka names.
 COMPRESSION_TYPES = {"none": None, "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
@@ -133,9 +147,10 @@ def check_cluster(checks: Checks, admin: KafkaAdminClient, topic: str, partition
 
 
 def produce_codec(
-    args: Any, topic: str, codec: str, records: list[SentRecord]
+    checks: Checks, args: Any, topic: str, codec: str, records: list[SentRecord]
 ) -> tuple[dict[int, Delivery], list[str]]:
-    """Sends one codec's records with an idempotent acks=all producer and resolves every future."""
+    """Sends one codec's records with an idempotent acks=all producer, resolves every future and
+    checks the producer's idempotence state (producer id, sequence numbers) before closing it."""
     producer = KafkaProducer(
         **base_config(args), enable_idempotence=True, acks="all", compression_type=COMPRESSION_TYPES[codec], linger_ms=5
     )
@@ -163,14 +178,23 @@ def produce_codec(
         else:
             metadata = future.value
             deliveries[index] = Delivery(metadata.partition, metadata.offset, metadata.timestamp)
+    manager = producer._transaction_manager  # private: kafka-python has no public view of it
+    sequences = {
+        p: manager.sequence_number(TopicPartition(topic, p)) for p in {d.partition for d in deliveries.values()}
+    }
+    check_producer_state(checks, codec, manager.producer_id_and_epoch.producer_id, sequences, deliveries)
     producer.close(timeout=args.timeout)
     return deliveries, errors
 
 
-def produce_all(checks: Checks, args: Any, topic: str) -> tuple[list[SentRecord], dict[int, Delivery]]:
-    """Every codec in turn, one producer each (so InitProducerId runs once per codec)."""
+def produce_all(
+    checks: Checks, args: Any, topic: str
+) -> tuple[list[SentRecord], dict[int, Delivery], dict[str, list[str]]]:
+    """Every codec in turn, one producer each (so InitProducerId runs once per codec); also
+    returns each codec's produce failures."""
     sent: list[SentRecord] = []
     deliveries: dict[int, Delivery] = {}
+    failures: dict[str, list[str]] = {}
     first_timestamp = first_timestamp_for_run()
     for codec in args.codecs:
         if not checks.check(
@@ -178,17 +202,20 @@ def produce_all(checks: Checks, args: Any, topic: str) -> tuple[list[SentRecord]
             CODEC_AVAILABLE[codec],
             f"kafka-python cannot {codec}: install its library (see requirements.txt)",
         ):
+            failures[codec] = [f"kafka-python cannot {codec}: its library is not installed"]
             continue
         records = make_records(codec, args.records, len(sent), first_timestamp + len(sent))
         started = time.monotonic()
-        codec_deliveries, errors = produce_codec(args, topic, codec, records)
+        codec_deliveries, errors = produce_codec(checks, args, topic, codec, records)
         checks.check(f"produce ({codec}): every record acknowledged", not errors, "; ".join(errors[:5]))
+        if errors:
+            failures[codec] = ["; ".join(errors[:5])]
         print(
             f"   produced {len(codec_deliveries)}/{len(records)} {codec} records in {time.monotonic() - started:.1f}s"
         )
         sent.extend(records)
         deliveries.update(codec_deliveries)
-    return sent, deliveries
+    return sent, deliveries, failures
 
 
 def new_consumer(args: Any) -> KafkaConsumer:
@@ -312,8 +339,7 @@ def delete_topic(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any)
     checks.fail(name, f"topic {topic} still listed by Metadata {args.timeout}s after DeleteTopics")
 
 
-def main(checks: Checks) -> int:
-    args = parse_args(__doc__)
+def main(checks: Checks, args: Any, cells: Cells) -> int:
     topic = args.topic or unique_topic("kafka-python")
     print(f"== {CLIENT} against {args.bootstrap} (peer {args.peer.name}), topic {topic}")
     admin = KafkaAdminClient(**base_config(args))
@@ -327,7 +353,7 @@ def main(checks: Checks) -> int:
         all(earliest[p] == latest[p] == 0 for p in range(partitions)),
         f"before producing: earliest {earliest}, latest {latest}",
     )
-    sent, deliveries = produce_all(checks, args, topic)
+    sent, deliveries, produce_failures = produce_all(checks, args, topic)
     check_deliveries(checks, sent, deliveries, start, args.peer)
     earliest, latest = watermarks(consumer, topic, partitions, args)
     check_watermarks(
@@ -337,10 +363,18 @@ def main(checks: Checks) -> int:
     consumed = consume_all(checks, consumer, topic, start, latest, Deadline(args.timeout))
     print(f"   consumed {len(consumed)} records in {time.monotonic() - started:.1f}s")
     check_roundtrip(checks, sent, deliveries, consumed, start)
+    verdicts = judge_codecs(MATRIX_CLIENT, sent, deliveries, consumed, start, args.peer, produce_failures)
+    for codec in args.codecs:
+        if codec in verdicts:
+            cells.judge(f"codec-{codec}", verdicts[codec])
+        else:  # nothing was sent (its library is missing)
+            cells.report(f"codec-{codec}", False, "; ".join(produce_failures.get(codec, ["nothing produced"])))
+    cells.judge("idempotence", checks, IDEMPOTENCE_CHECKS + STATE_CHECKS)
     check_offsets_for_times(checks, consumer, admin, topic, consumed, args)
     consumer.close()
     delete_topic(checks, admin, topic, args)
     admin.close()
+    cells.judge("admin", checks, ADMIN_CHECKS)
     summary = (
         f"{len(sent)} records ({args.records} per codec: {', '.join(args.codecs)}), "
         f"{partitions} partitions, topic {topic}"
@@ -349,4 +383,6 @@ def main(checks: Checks) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, CLIENT)
+    ARGS = parse_args(__doc__)
+    CELLS = Cells(MATRIX_CLIENT, [f"codec-{codec}" for codec in ARGS.codecs] + ["idempotence", "admin"])
+    run_main(lambda checks: main(checks, ARGS, CELLS), CLIENT, CELLS)

@@ -11,7 +11,9 @@
 # confluent-kafka's admin API; TIDEPOOL_PYTHON names the Python that has it (default: the
 # repository's .venv). kcat cannot set a record's timestamp either: librdkafka stamps CreateTime
 # at produce time, so timestamps are checked against each invocation's wall-clock window.
-# Exits 0 only when every check passed.
+# Exits 0 only when every check passed. Matrix cells (client kcat): codec-*, idempotence (the
+# producer runs with enable.idempotence=true) and admin (skip: kcat has no admin API), reported
+# by kcat_support.py verify, or failed with the reason if the run stops before it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,7 +28,7 @@ timeout_s=120
 keep_topic=0
 codecs="none gzip snappy lz4 zstd"
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -43,7 +45,15 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$bootstrap" ]] || { echo "kcat_roundtrip: --bootstrap is required" >&2; usage; }
 
-fail() { echo "== kcat: FAIL ($*)"; exit 1; }
+# fail REASON: the run cannot go on; its matrix cells fail with the reason (when Python is there
+# to report them).
+fail() {
+    echo "== kcat: FAIL ($*)"
+    if [[ -x "$python" ]]; then
+        "$python" "$here/kcat_support.py" abandon --codecs "${codecs// /,}" --reason "$*" || true
+    fi
+    exit 1
+}
 
 command -v kcat >/dev/null || fail "kcat is not installed (apt-get install kcat)"
 [[ -x "$python" ]] || fail "no Python at $python (set TIDEPOOL_PYTHON or run scripts/test to create .venv)"
@@ -52,6 +62,8 @@ kcat_version="${kcat_version:-kcat}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tidepool-kcat.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+# A command failing under set -e before verify (which judges the cells) fails the cells too.
+trap 'fail "kcat_roundtrip.sh stopped at line $LINENO (exit status $?)"' ERR
 topic="compat-kcat-$(date +%s%3N)-$$"
 steps="$work/steps.tsv"
 : > "$steps"
@@ -135,5 +147,6 @@ else
     printf 'fail\tadmin: delete topic\t%s\n' "$(tail -n 3 "$work/delete.log" | tr '\n\t' '  ')" >> "$steps"
 fi
 
+trap - ERR
 support verify --dir "$work" --topic "$topic" --partitions "$partitions" --records "$records" \
     --codecs "${codecs// /,}" --peer "$peer" --kcat-version "$kcat_version"

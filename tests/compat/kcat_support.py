@@ -10,6 +10,13 @@ kcat_roundtrip.sh calls it; nothing here talks to the broker except `create` and
     kcat_support.py probes  --dir D --topic T
     kcat_support.py verify  --dir D --topic T --partitions N --codecs a,b --records N --peer P
     kcat_support.py delete  --bootstrap B --topic T --timeout S
+    kcat_support.py abandon --codecs a,b --reason TEXT
+
+`verify` also reports the round trip's cells of the compatibility matrix (client `kcat`):
+codec-<codec> per codec (that codec's records judged alone), idempotence (the producer runs with
+enable.idempotence=true, acks=all: every record acknowledged once, contiguous offsets, none
+stored twice) and admin, a skip: kcat has no admin API. `abandon` reports them failed when the
+round trip stopped before `verify` could judge them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from typing import Any
 
 from compat_common import (
     CODECS,
+    IDEMPOTENCE_CHECKS,
     PEER_GAPS,
+    Cells,
     Checks,
     ConsumedRecord,
     Deadline,
@@ -38,6 +47,7 @@ from compat_common import (
     check_roundtrip,
     check_timestamp_lookup,
     check_watermarks,
+    judge_codecs,
     make_records,
     timestamp_probes,
 )
@@ -46,6 +56,15 @@ from compat_common import (
 DELIVERY_LINE = re.compile(r"Message delivered to partition (\d+) \(offset (-?\d+)\)")
 KCAT_HEADERS = (("dup", b"first"), ("dup", b"second"), ("empty", b""))
 KCAT_TIMESTAMP_TYPES = {"create": "create", "logappend": "log_append"}
+MATRIX_CLIENT = "kcat"
+NO_ADMIN = (
+    "kcat has no admin API: it lists metadata (-L) and queries offsets (-Q) only, and cannot create, "
+    "alter or delete topics or configs"
+)
+
+
+def round_trip_cells(codecs: list[str]) -> Cells:
+    return Cells(MATRIX_CLIENT, [f"codec-{codec}" for codec in codecs] + ["idempotence", "admin"])
 
 
 def kcat_records(codec: str, count: int, first_index: int) -> list[SentRecord]:
@@ -262,16 +281,22 @@ def verify_metadata(checks: Checks, directory: Path, topic: str, partitions: int
     check_metadata(checks, "kcat -L", leaders, brokers, partitions)
 
 
-def read_steps(checks: Checks, path: Path) -> None:
-    """Reports the kcat invocations themselves: lines `ok|fail|skip<TAB>step<TAB>detail`."""
+def read_steps(checks: Checks, path: Path) -> dict[str, list[str]]:
+    """Reports the kcat invocations themselves: lines `ok|fail|skip<TAB>step<TAB>detail`; returns
+    the failed `kcat -P (<codec>)` invocations' details by codec."""
+    failed_produce: dict[str, list[str]] = defaultdict(list)
     if not path.exists():
-        return
+        return failed_produce
     for line in path.read_text().splitlines():
         status, step, detail = (line.split("\t") + ["", ""])[:3]
         if status == "skip":
             checks.skip(step, detail)
         else:
             checks.check(step, status == "ok", detail)
+        found = re.match(r"kcat -P \((\w+)\)", step)
+        if found and status == "fail":
+            failed_produce[found.group(1)].append(f"{step}: {detail}")
+    return failed_produce
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -279,6 +304,14 @@ def verify(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     peer = Peer(args.peer)
     checks = Checks(f"kcat ({args.kcat_version})")
+    cells = round_trip_cells(args.codecs)
+    try:
+        return judge(args, directory, peer, checks, cells)
+    finally:
+        cells.close("kcat_support.py verify stopped before judging this cell (see its traceback)")
+
+
+def judge(args: argparse.Namespace, directory: Path, peer: Peer, checks: Checks, cells: Cells) -> int:
     plan = planned_records(args.codecs, args.records, args.partitions)
     deliveries = read_deliveries(directory, plan, checks)
     sent = with_windows(plan, read_windows(directory))
@@ -298,7 +331,12 @@ def verify(args: argparse.Namespace) -> int:
     consumed = read_consumed(directory / "consumed.jsonl")
     check_roundtrip(checks, sent, deliveries, consumed, start)
     verify_timestamps(checks, directory, args.topic, peer)
-    read_steps(checks, directory / "steps.tsv")
+    failed_produce = read_steps(checks, directory / "steps.tsv")
+    verdicts = judge_codecs(MATRIX_CLIENT, sent, deliveries, consumed, start, peer, failed_produce, partitioner=False)
+    for codec in args.codecs:
+        cells.judge(f"codec-{codec}", verdicts[codec])
+    cells.judge("idempotence", checks, IDEMPOTENCE_CHECKS + ("kcat -P",))
+    cells.report("admin", "skip", NO_ADMIN)
     summary = (
         f"{len(sent)} records ({args.records} per codec: {', '.join(args.codecs)}), "
         f"{args.partitions} partitions, topic {args.topic}"
@@ -306,9 +344,18 @@ def verify(args: argparse.Namespace) -> int:
     return checks.report(summary)
 
 
+def abandon(args: argparse.Namespace) -> int:
+    """The round trip stopped before `verify`: its cells fail with the reason (admin is a skip
+    whatever happened: kcat has none)."""
+    cells = round_trip_cells(args.codecs)
+    cells.report("admin", "skip", NO_ADMIN)
+    cells.close(args.reason)
+    return 0
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["create", "inputs", "probes", "verify", "delete"])
+    parser.add_argument("command", choices=["create", "inputs", "probes", "verify", "delete", "abandon"])
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
     parser.add_argument("--dir")
@@ -318,6 +365,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer", default="tidepool", choices=sorted(PEER_GAPS))
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--kcat-version", default="kcat")
+    parser.add_argument("--reason", default="the round trip stopped early")
     args = parser.parse_args(argv)
     args.codecs = [c for c in args.codecs.split(",") if c]
     return args
@@ -331,6 +379,7 @@ def main(argv: list[str]) -> int:
         "probes": write_probes,
         "verify": verify,
         "delete": delete_topic,
+        "abandon": abandon,
     }
     return commands[args.command](args)
 
