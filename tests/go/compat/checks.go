@@ -12,6 +12,7 @@ import (
 // the report says what went wrong.
 type Checks struct {
 	client      string
+	parent      *Checks // a scope forwards everything to its parent as well
 	mu          sync.Mutex
 	order       []string
 	passed      map[string]int
@@ -41,23 +42,38 @@ func (c *Checks) note(name string) {
 	c.order = append(c.order, name)
 }
 
+// Scope returns a Checks for one scenario of the matrix: what it records is also recorded here,
+// and FirstFailure on the scope tells that scenario's result.
+func (c *Checks) Scope() *Checks {
+	s := NewChecks(c.client)
+	s.parent = c
+	return s
+}
+
 // Check records one assertion under check `name` and returns ok, so callers can branch.
 func (c *Checks) Check(name string, ok bool, reason string, args ...any) bool {
+	if !ok && len(args) > 0 {
+		reason = fmt.Sprintf(reason, args...)
+	}
+	c.record(name, ok, reason)
+	return ok
+}
+
+func (c *Checks) record(name string, ok bool, reason string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.note(name)
 	if ok {
 		c.passed[name]++
-		return true
-	}
-	c.failedCount[name]++
-	if len(c.failed[name]) < reasonsKeptMax {
-		if len(args) > 0 {
-			reason = fmt.Sprintf(reason, args...)
+	} else {
+		c.failedCount[name]++
+		if len(c.failed[name]) < reasonsKeptMax {
+			c.failed[name] = append(c.failed[name], reason)
 		}
-		c.failed[name] = append(c.failed[name], reason)
 	}
-	return false
+	c.mu.Unlock()
+	if c.parent != nil {
+		c.parent.record(name, ok, reason)
+	}
 }
 
 // Fail records a failed check, e.g. a client call that returned an error.
@@ -77,9 +93,30 @@ func (c *Checks) Err(name string, err error, what string) bool {
 // Skip records a check not run, with the reason; never silent.
 func (c *Checks) Skip(name, reason string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.note(name)
 	c.skipped[name] = reason
+	c.mu.Unlock()
+	if c.parent != nil {
+		c.parent.Skip(name, reason)
+	}
+}
+
+// FirstFailure returns "check name: its first reason" for the first failed check (in the order
+// checks were first recorded) whose name `match` accepts (nil: any), and whether there is one.
+func (c *Checks) FirstFailure(match func(name string) bool) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range c.order {
+		if c.failedCount[name] == 0 || (match != nil && !match(name)) {
+			continue
+		}
+		reason := ""
+		if len(c.failed[name]) > 0 {
+			reason = c.failed[name][0]
+		}
+		return name + ": " + reason, true
+	}
+	return "", false
 }
 
 func (c *Checks) OK() bool {

@@ -1,7 +1,8 @@
 package main
 
 // franz-go: kgo for producing and consuming (a direct partition consumer, and consumer groups
-// with the default cooperative-sticky balancer over the classic protocol), kadm for admin.
+// over the classic protocol with the range balancer or the cooperative-sticky one), kadm for
+// admin.
 
 import (
 	"context"
@@ -315,9 +316,9 @@ func (f *franz) Committed(ctx context.Context, group, topic string, partitions i
 	return out, nil
 }
 
-// franzMember: a kgo group consumer with the default balancer (cooperative-sticky), manual
-// commits after every poll, and BlockRebalanceOnPoll so a revoke never lands between reading
-// records and committing them.
+// franzMember: a kgo group consumer with the range balancer (eager) or the cooperative-sticky
+// one, manual commits after every poll, and BlockRebalanceOnPoll so a revoke never lands between
+// reading records and committing them.
 type franzMember struct {
 	name string
 	cl   *kgo.Client
@@ -326,6 +327,7 @@ type franzMember struct {
 	mu       sync.Mutex
 	assigned map[int32]bool
 	epoch    int64
+	events   []memberEvent
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -340,13 +342,20 @@ func rebalanceError(err error) bool {
 		errors.Is(err, kerr.UnknownMemberID)
 }
 
-func (f *franz) NewGroupMember(name, group, topic string, rec *groupRecorder) (GroupMember, error) {
+func (f *franz) NewGroupMember(name, group, topic string, cooperative bool, rec *groupRecorder) (GroupMember, error) {
 	m := &franzMember{name: name, rec: rec, assigned: map[int32]bool{}, stop: make(chan struct{}),
 		done: make(chan struct{}), timeout: f.a.timeout}
+	balancer := kgo.RangeBalancer()
+	if cooperative {
+		balancer = kgo.CooperativeStickyBalancer()
+	}
 	update := func(what string, parts map[string][]int32, add bool) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.epoch++
+		if len(parts[topic]) > 0 { // kgo calls OnPartitionsRevoked with nothing at a session's end
+			m.events = append(m.events, memberEvent{what, append([]int32(nil), parts[topic]...)})
+		}
 		for _, p := range parts[topic] {
 			if add {
 				m.assigned[p] = true
@@ -359,12 +368,13 @@ func (f *franz) NewGroupMember(name, group, topic string, rec *groupRecorder) (G
 		kgo.ClientID("tidepool-compat-franz-go-"+name),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
+		kgo.Balancers(balancer),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(groupSessionTimeout),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
-			update("assigned", parts, true)
+			update("assign", parts, true)
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 			// Everything polled was committed before AllowRebalance; commit again anyway, as
@@ -372,7 +382,7 @@ func (f *franz) NewGroupMember(name, group, topic string, rec *groupRecorder) (G
 			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
 				rec.err(name, rebalanceError(err), "commit on revoke: %v", err)
 			}
-			update("revoked", parts, false)
+			update("revoke", parts, false)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
 			rec.err(name, false, "partitions lost: %v", parts)
@@ -431,6 +441,12 @@ func (m *franzMember) Assigned() map[int32]bool {
 	return out
 }
 
+func (m *franzMember) Events() []memberEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]memberEvent(nil), m.events...)
+}
+
 // Close stops the poll loop (its last poll is committed), then leaves the group and closes.
 func (m *franzMember) Close() error {
 	m.closeOnce.Do(func() {
@@ -458,4 +474,175 @@ func (m *franzMember) Close() error {
 		}
 	})
 	return m.closeErr
+}
+
+// groupClient: a plain group consumer (range balancer, no autocommit) for the commits scenario.
+func (f *franz) groupClient(name, group, topic string) (*kgo.Client, error) {
+	return kgo.NewClient(append(f.base(),
+		kgo.ClientID("tidepool-compat-franz-go-"+name),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.SessionTimeout(groupSessionTimeout),
+		kgo.DisableAutoCommit(),
+	)...)
+}
+
+// leave: LeaveGroup, then close.
+func leave(ctx context.Context, cl *kgo.Client) error {
+	err := cl.LeaveGroupContext(ctx)
+	cl.Close()
+	if err != nil {
+		return fmt.Errorf("LeaveGroup: %w", err)
+	}
+	return nil
+}
+
+func pollErrors(fetches kgo.Fetches) error {
+	var ferr error
+	fetches.EachError(func(t string, p int32, err error) {
+		if !isContextErr(err) {
+			ferr = errors.Join(ferr, fmt.Errorf("partition %d: %w", p, err))
+		}
+	})
+	return ferr
+}
+
+// CommitGroupOffsets: polls until every partition has been read up to its offset, then commits
+// exactly those offsets with CommitOffsetsSync and leaves.
+func (f *franz) CommitGroupOffsets(ctx context.Context, group, topic string, offsets map[int32]int64) error {
+	cl, err := f.groupClient("committer", group, topic)
+	if err != nil {
+		return err
+	}
+	reached := map[int32]bool{}
+	for len(reached) < len(offsets) {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			cl.Close()
+			return fmt.Errorf("partitions read up to their offsets: %v of %v (%w)", sortedKeys(reached), offsets, ctx.Err())
+		}
+		if err := pollErrors(fetches); err != nil {
+			cl.Close()
+			return err
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if want, ok := offsets[r.Partition]; ok && r.Offset >= want-1 {
+				reached[r.Partition] = true
+			}
+		})
+	}
+	commit := map[string]map[int32]kgo.EpochOffset{topic: {}}
+	for p, o := range offsets {
+		commit[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+	}
+	var commitErr error
+	cl.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					commitErr = errors.Join(commitErr, fmt.Errorf("partition %d: %w", p.Partition, err))
+				}
+			}
+		}
+	})
+	return errors.Join(commitErr, leave(ctx, cl))
+}
+
+// ResumeGroup: a new member polls until every partition reaches end, then leaves.
+func (f *franz) ResumeGroup(ctx context.Context, group, topic string, end map[int32]int64) ([]ConsumedRecord, error) {
+	cl, err := f.groupClient("resumer", group, topic)
+	if err != nil {
+		return nil, err
+	}
+	pending := map[int32]bool{}
+	for p, o := range end {
+		if o > 0 {
+			pending[p] = true
+		}
+	}
+	var out []ConsumedRecord
+	for len(pending) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			cl.Close()
+			return out, fmt.Errorf("partitions %v not read to their end in time (%w)", sortedKeys(pending), ctx.Err())
+		}
+		if err := pollErrors(fetches); err != nil {
+			cl.Close()
+			return out, err
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			out = append(out, toConsumed(r))
+			if r.Offset+1 >= end[r.Partition] {
+				delete(pending, r.Partition)
+			}
+		})
+	}
+	return out, leave(ctx, cl)
+}
+
+func (f *franz) AlterTopicConfigs(ctx context.Context, topic string, set map[string]string, remove []string) error {
+	var alter []kadm.AlterConfig
+	for k, v := range set {
+		alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(v)})
+	}
+	for _, k := range remove {
+		alter = append(alter, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
+	}
+	resps, err := f.admin.AlterTopicConfigs(ctx, alter, topic)
+	if err != nil {
+		return err
+	}
+	resp, err := resps.On(topic, nil)
+	if err != nil {
+		return err
+	}
+	if resp.Err != nil {
+		return fmt.Errorf("%w (%s)", resp.Err, resp.ErrMessage)
+	}
+	return nil
+}
+
+func (f *franz) ListGroups(ctx context.Context) (map[string]string, error) {
+	listed, err := f.admin.ListGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for g, l := range listed {
+		out[g] = l.ProtocolType
+	}
+	return out, nil
+}
+
+func (f *franz) DescribeGroup(ctx context.Context, group string) (GroupInfo, error) {
+	described, err := f.admin.DescribeGroups(ctx, group)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	d, ok := described[group]
+	if !ok {
+		return GroupInfo{}, fmt.Errorf("no description of %s", group)
+	}
+	if d.Err != nil {
+		return GroupInfo{}, fmt.Errorf("%w (%s)", d.Err, d.ErrMessage)
+	}
+	return GroupInfo{d.State, d.ProtocolType, d.Protocol, len(d.Members)}, nil
+}
+
+func (f *franz) DeleteGroup(ctx context.Context, group string) error {
+	resp, err := f.admin.DeleteGroup(ctx, group)
+	if err != nil {
+		return err
+	}
+	if resp.Err != nil {
+		return fmt.Errorf("%w (%s)", resp.Err, resp.ErrMessage)
+	}
+	return nil
 }

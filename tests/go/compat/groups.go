@@ -1,10 +1,12 @@
 package main
 
-// The consumer-group scenario: two members of one group over the 4-partition topic (which
-// already holds the round trip's records), more records produced while they run, one member
-// leaves (LeaveGroup) and the other must take over every partition; every record must be read
-// and committed. Duplicates are allowed only across a rebalance (and are reported); a record a
-// member reads twice within one assignment is a failure.
+// The consumer-group scenarios of the matrix (group-rebalance, group-cooperative): two members of
+// one group over the 4-partition topic (which already holds the round trip's records), more
+// records produced while they run, one member leaves (LeaveGroup) and the other must take over
+// every partition; every record must be read and committed. Duplicates are allowed only across a
+// rebalance (and are reported); a record a member reads twice within one assignment is a
+// failure. And the commits scenario: offsets committed mid-partition are read back and a new
+// member resumes exactly there.
 
 import (
 	"context"
@@ -29,6 +31,8 @@ const (
 type GroupMember interface {
 	// Assigned returns the partitions the member owns now.
 	Assigned() map[int32]bool
+	// Events returns the member's assign/revoke/lost callbacks so far, in order.
+	Events() []memberEvent
 	// Close stops consuming, commits and leaves the group.
 	Close() error
 }
@@ -70,15 +74,28 @@ func (g *groupRecorder) err(member string, tolerated bool, format string, v ...a
 	}
 }
 
-func (g *groupRecorder) allRead(expected map[[2]int64][]byte) bool {
+// missing: the records of expected not read yet, by (partition, offset).
+func (g *groupRecorder) missing(expected map[[2]int64][]byte) [][2]int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	var out [][2]int64
 	for where := range expected {
 		if !g.seen[where] {
-			return false
+			out = append(out, where)
 		}
 	}
-	return true
+	return out
+}
+
+// firstPerPartition: partition -> the lowest offset among places.
+func firstPerPartition(places [][2]int64) map[int32]int64 {
+	out := map[int32]int64{}
+	for _, w := range places {
+		if o, ok := out[int32(w[0])]; !ok || w[1] < o {
+			out[int32(w[0])] = w[1]
+		}
+	}
+	return out
 }
 
 func describeAssignment(members []string, views []map[int32]bool) string {
@@ -89,167 +106,375 @@ func describeAssignment(members []string, views []map[int32]bool) string {
 	return strings.Join(parts, ", ")
 }
 
-// groupScenario runs the scenario and returns every delivery: the round trip's and the ones
-// produced while the group ran.
-func (r *run) groupScenario(topic string, sent []SentRecord, deliveries map[int]Delivery) map[int]Delivery {
-	all := map[int]Delivery{}
-	for i, d := range deliveries {
-		all[i] = d
-	}
-	group := topic + "-group"
-	rec := newGroupRecorder()
-	names := []string{"m1", "m2"}
-	var members []GroupMember
-	closed := map[int]bool{}
-	defer func() { // whatever happened, no member is left running
-		for i, m := range members {
-			if !closed[i] {
-				_ = m.Close()
-			}
-		}
-	}()
-	for _, name := range names {
-		m, err := r.d.NewGroupMember(name, group, topic, rec)
-		if !r.checks.Err("group: members join", err, "creating member "+name) {
-			return all
-		}
-		members = append(members, m)
-	}
-	all4 := func(view map[int32]bool) bool {
-		for p := int32(0); p < r.a.partitions; p++ {
-			if !view[p] {
-				return false
-			}
-		}
-		return len(view) == int(r.a.partitions)
-	}
-	var views []map[int32]bool
-	snapshot := func() {
-		views = views[:0]
-		for _, m := range members {
-			views = append(views, m.Assigned())
-		}
-	}
-	settled := waitUntil(NewDeadline(r.a.timeout), 50*time.Millisecond, func() bool {
-		snapshot()
-		union := map[int32]bool{}
-		for _, v := range views {
-			if len(v) != int(r.a.partitions)/2 {
-				return false
-			}
-			for p := range v {
-				union[p] = true
-			}
-		}
-		return all4(union)
-	})
-	if !r.checks.Check("group: 2 members settle at 2 partitions each", settled,
-		"not settled within %v: %s", r.a.timeout, describeAssignment(names, views)) {
-		return all
-	}
-	before := append([]map[int32]bool(nil), views...)
-	r.notes = append(r.notes, "group settled: "+describeAssignment(names, before))
-	r.progress("group settled: %s", describeAssignment(names, before))
+// groupMode: the two group scenarios of the matrix share this code.
+type groupMode struct {
+	scenario    string // the matrix id, also in the group's name
+	prefix      string // of the check names
+	cooperative bool   // cooperative-sticky (incremental) instead of an eager assignor
+}
 
-	// Records produced while the members run.
-	producer, err := r.d.NewProducer(streamCodec)
-	if !r.checks.Err("group: records produced while members run are acknowledged", err, "creating the producer") {
-		return all
-	}
-	defer producer.Close()
+var (
+	eagerGroup       = groupMode{"group-rebalance", "group", false}
+	cooperativeGroup = groupMode{"group-cooperative", "group (cooperative)", true}
+)
+
+// memberEvent is one assign, revoke or lost callback of a member, with its partitions of the
+// topic (for sarama's cooperative protocol: a claim that started or was revoked).
+type memberEvent struct {
+	Kind       string // assign, revoke, lost
+	Partitions []int32
+}
+
+// streamer produces batches of records into the topic until stopped.
+type streamer struct {
+	stop, done chan struct{}
+	sent       []SentRecord
+	deliveries map[int]Delivery
+	errs       []string
+}
+
+func (r *run) startStream(topic string, producer Producer, firstIndex int) *streamer {
+	s := &streamer{stop: make(chan struct{}), done: make(chan struct{}), deliveries: map[int]Delivery{}}
 	first := firstTimestampForRun()
-	stop := make(chan struct{})
-	streamDone := make(chan struct{})
-	var streamErrs []string
-	var streamed []SentRecord
-	streamDeliveries := map[int]Delivery{}
 	go func() {
-		defer close(streamDone)
-		next := len(sent)
+		defer close(s.done)
+		next := firstIndex
 		for {
 			select {
-			case <-stop:
+			case <-s.stop:
 				return
 			case <-time.After(streamInterval):
 			}
-			batch := makeRecords("group-"+streamCodec, streamBatch, next, first+int64(next))
+			batch := makeRecords("group-"+streamCodec, streamBatch, next, first+int64(next-firstIndex))
 			next += streamBatch
 			ctx, cancel := r.ctx()
 			got, errs := producer.Send(ctx, topic, batch)
 			cancel()
-			streamed = append(streamed, batch...)
-			streamErrs = append(streamErrs, errs...)
+			s.sent = append(s.sent, batch...)
+			s.errs = append(s.errs, errs...)
 			for i, d := range got {
-				streamDeliveries[i] = d
+				s.deliveries[i] = d
 			}
 		}
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	return s
+}
 
+// finish stops the stream and says whether it ended in time.
+func (s *streamer) finish(timeout time.Duration) bool {
+	close(s.stop)
+	select {
+	case <-s.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// expectedByPlace: every record of the topic so far by (partition, offset).
+func (r *run) expectedByPlace() map[[2]int64][]byte {
+	expected := map[[2]int64][]byte{}
+	for i, d := range r.topicDeliveries {
+		expected[[2]int64{int64(d.Partition), d.Offset}] = r.topicSent[i].Value
+	}
+	return expected
+}
+
+// partitionSet: the union of the partitions of events of the given kinds.
+func partitionSet(events []memberEvent, kinds ...string) map[int32]bool {
+	out := map[int32]bool{}
+	for _, e := range events {
+		if contains(kinds, e.Kind) {
+			for _, p := range e.Partitions {
+				out[p] = true
+			}
+		}
+	}
+	return out
+}
+
+func sameSet(a, b map[int32]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for p := range a {
+		if !b[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// groupScenario: two members of one group over the topic, records produced while they run, one
+// member leaves and the other must own every partition; every record of the topic is read.
+// Eager: both join at once and settle at two partitions each. Cooperative: the first member
+// owns every partition, then the second joins and the first must be revoked only the partitions
+// that move, and lose nothing when the second leaves. Records produced are added to the topic's.
+func (r *run) groupScenario(topic string, mode groupMode) {
+	name := func(s string) string { return mode.prefix + ": " + s }
+	group := topic + "-" + mode.scenario
+	rec := newGroupRecorder()
+	names := []string{"m1", "m2"}
+	members := make([]GroupMember, len(names))
+	closed := make([]bool, len(names))
+	defer func() { // whatever happened, no member is left running
+		for i, m := range members {
+			if m != nil && !closed[i] {
+				_ = m.Close()
+			}
+		}
+	}()
+	join := func(i int) bool {
+		m, err := r.d.NewGroupMember(names[i], group, topic, mode.cooperative, rec)
+		if !r.checks.Err(name("members join"), err, "creating member "+names[i]) {
+			return false
+		}
+		members[i] = m
+		return true
+	}
+	owns := func(view map[int32]bool, count int) bool {
+		for p := range view {
+			if p < 0 || p >= r.a.partitions {
+				return false
+			}
+		}
+		return len(view) == count
+	}
+	all4 := func(view map[int32]bool) bool { return owns(view, int(r.a.partitions)) }
+	var views []map[int32]bool
+	// settle waits until the first len(counts) members own counts[i] partitions each, all
+	// partitions between them.
+	settle := func(counts ...int) bool {
+		return waitUntil(NewDeadline(r.a.timeout), 50*time.Millisecond, func() bool {
+			views = views[:0]
+			union := map[int32]bool{}
+			ok := true
+			for i, want := range counts {
+				v := members[i].Assigned()
+				views = append(views, v)
+				ok = ok && owns(v, want)
+				for p := range v {
+					union[p] = true
+				}
+			}
+			return ok && all4(union)
+		})
+	}
+	half := int(r.a.partitions) / 2
+
+	var stream *streamer
+	startStream := func() bool {
+		producer, err := r.d.NewProducer(streamCodec)
+		if !r.checks.Err(name("records produced while members run are acknowledged"), err, "creating the producer") {
+			return false
+		}
+		stream = r.startStream(topic, producer, len(r.topicSent))
+		stopStream := stream
+		go func() { <-stopStream.done; producer.Close() }()
+		return true
+	}
+	defer func() {
+		if stream != nil {
+			select {
+			case <-stream.stop:
+			default:
+				stream.finish(r.a.timeout)
+			}
+		}
+	}()
+
+	if !mode.cooperative {
+		if !join(0) || !join(1) {
+			return
+		}
+		if !r.checks.Check(name("2 members settle at 2 partitions each"), settle(half, half),
+			"not settled within %v: %s", r.a.timeout, describeAssignment(names, views)) {
+			return
+		}
+		r.notes = append(r.notes, name("settled: "+describeAssignment(names, views)))
+		r.progress("%s: settled: %s", mode.scenario, describeAssignment(names, views))
+		if !startStream() {
+			return
+		}
+		time.Sleep(1500 * time.Millisecond)
+	} else {
+		if !join(0) {
+			return
+		}
+		if !r.checks.Check(name("the first member owns every partition"), settle(int(r.a.partitions)),
+			"not within %v: %s", r.a.timeout, describeAssignment(names[:1], views)) {
+			return
+		}
+		r.progress("%s: m1 owns %v", mode.scenario, sortedKeys(views[0]))
+		if !startStream() {
+			return
+		}
+		time.Sleep(time.Second)
+		before := members[0].Assigned()
+		mark := len(members[0].Events())
+		if !join(1) {
+			return
+		}
+		joinedAt := time.Now()
+		if !r.checks.Check(name("a second member joins: 2 partitions each"), settle(half, half),
+			"not settled within %v: %s", r.a.timeout, describeAssignment(names, views)) {
+			return
+		}
+		r.progress("%s: settled %.1fs after m2 joined: %s", mode.scenario, time.Since(joinedAt).Seconds(),
+			describeAssignment(names, views))
+		r.notes = append(r.notes, name("settled: "+describeAssignment(names, views)))
+		events := members[0].Events()[mark:]
+		revoked := partitionSet(events, "revoke", "lost")
+		lost := partitionSet(events, "lost")
+		kept := views[0]
+		moving := map[int32]bool{}
+		for p := range before {
+			if !kept[p] {
+				moving[p] = true
+			}
+		}
+		r.checks.Check(name("when a member joins, the first one is revoked only the partitions that move and keeps the rest"),
+			sameSet(revoked, moving) && len(lost) == 0,
+			"m1 owned %v, its callbacks revoked %v (lost %v), it kept %v, moving %v", sortedKeys(before),
+			sortedKeys(revoked), sortedKeys(lost), sortedKeys(kept), sortedKeys(moving))
+		time.Sleep(time.Second)
+	}
+
+	mark := len(members[0].Events())
 	leftAt := time.Now()
-	r.progress("m2 leaves")
-	err = members[1].Close()
+	r.progress("%s: m2 leaves", mode.scenario)
+	err := members[1].Close()
 	closed[1] = true
-	r.progress("m2 closed")
-	r.checks.Err("group: the leaving member closes cleanly (LeaveGroup)", err, "closing m2")
+	r.checks.Err(name("the leaving member closes cleanly (LeaveGroup)"), err, "closing m2")
 	moved := waitUntil(NewDeadline(leaveMoveMax), 50*time.Millisecond, func() bool { return all4(members[0].Assigned()) })
 	movedAfter := time.Since(leftAt)
-	r.checks.Check(fmt.Sprintf("group: after the leave the other member owns every partition within %v (session timeout %v)",
-		leaveMoveMax, groupSessionTimeout), moved, "after %.1fs m1 owns %v", movedAfter.Seconds(), sortedKeys(members[0].Assigned()))
+	r.checks.Check(name(fmt.Sprintf("after the leave the other member owns every partition within %v (session timeout %v)",
+		leaveMoveMax, groupSessionTimeout)), moved, "after %.1fs m1 owns %v", movedAfter.Seconds(), sortedKeys(members[0].Assigned()))
 	if moved {
-		r.notes = append(r.notes, fmt.Sprintf("m2's partitions moved to m1 %.1fs after it left", movedAfter.Seconds()))
+		r.notes = append(r.notes, name(fmt.Sprintf("m2's partitions moved to m1 %.1fs after it left", movedAfter.Seconds())))
+		r.progress("%s: m1 owns every partition %.1fs after the leave", mode.scenario, movedAfter.Seconds())
+	}
+	if mode.cooperative {
+		events := members[0].Events()[mark:]
+		revoked := partitionSet(events, "revoke", "lost")
+		r.checks.Check(name("a member leaving revokes nothing from the one staying"), len(revoked) == 0,
+			"m1's callbacks revoked %v after m2 left", sortedKeys(revoked))
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	select {
-	case <-streamDone:
-	case <-time.After(r.a.timeout + 5*time.Second):
-		r.checks.Fail("group: records produced while members run are acknowledged", "producer stuck")
-		return all
+	stopping := time.Now()
+	if !stream.finish(r.a.timeout + 5*time.Second) {
+		r.checks.Fail(name("records produced while members run are acknowledged"), "producer stuck")
+		return
 	}
-	checkDeliveries(r.checks, streamed, streamDeliveries, nextOffsets(deliveries, r.a.partitions))
-	r.checks.Check("group: records produced while members run are acknowledged", len(streamErrs) == 0 && len(streamed) > 0,
-		"%d sent, errors: %s", len(streamed), strings.Join(head(streamErrs, 5), "; "))
-	for i, d := range streamDeliveries {
-		all[i] = d
+	r.progress("%s: producer stopped after %.1fs, %d records produced", mode.scenario, time.Since(stopping).Seconds(), len(stream.sent))
+	checkDeliveries(r.checks, stream.sent, stream.deliveries, nextOffsets(r.topicDeliveries, r.a.partitions))
+	r.checks.Check(name("records produced while members run are acknowledged"), len(stream.errs) == 0 && len(stream.sent) > 0,
+		"%d sent, errors: %s", len(stream.sent), strings.Join(head(stream.errs, 5), "; "))
+	r.topicSent = append(r.topicSent, stream.sent...)
+	for i, d := range stream.deliveries {
+		r.topicDeliveries[i] = d
 	}
+	r.notes = append(r.notes, name(fmt.Sprintf("%d records produced while the members ran", len(stream.sent))))
 
-	// Every record in the topic, by (partition, offset).
-	values := map[int]*SentRecord{}
-	for i := range sent {
-		values[sent[i].Index] = &sent[i]
-	}
-	for i := range streamed {
-		values[streamed[i].Index] = &streamed[i]
-	}
-	expected := map[[2]int64][]byte{}
-	for i, d := range all {
-		expected[[2]int64{int64(d.Partition), d.Offset}] = values[i].Value
-	}
-	read := waitUntil(NewDeadline(r.a.timeout), 100*time.Millisecond, func() bool { return rec.allRead(expected) })
-	r.checks.Check("group: every record read in time", read, "not all %d records read within %v", len(expected), r.a.timeout)
-	r.progress("every record read")
+	expected := r.expectedByPlace()
+	lastShown := time.Now()
+	read := waitUntil(NewDeadline(r.a.timeout), 100*time.Millisecond, func() bool {
+		missing := rec.missing(expected)
+		if len(missing) > 0 && time.Since(lastShown) >= 5*time.Second {
+			lastShown = time.Now()
+			r.progress("%s: still %d records unread, first per partition %v; m1 owns %v", mode.scenario,
+				len(missing), firstPerPartition(missing), sortedKeys(members[0].Assigned()))
+		}
+		return len(missing) == 0
+	})
+	r.checks.Check(name("every record read in time"), read, "not all %d records read within %v", len(expected), r.a.timeout)
+	r.progress("%s: every record read", mode.scenario)
 	err = members[0].Close()
 	closed[0] = true
-	r.progress("m1 closed")
-	r.checks.Err("group: the last member closes cleanly", err, "closing m1")
+	r.progress("%s: m1 closed", mode.scenario)
+	r.checks.Err(name("the last member closes cleanly"), err, "closing m1")
 
-	r.checkGroupReads(rec, expected)
+	r.checkGroupReads(rec, expected, mode.prefix)
 
-	end := nextOffsets(all, r.a.partitions)
+	end := nextOffsets(r.topicDeliveries, r.a.partitions)
 	var committed map[int32]int64
 	err = r.call(func(ctx context.Context) error {
 		var err error
 		committed, err = r.d.Committed(ctx, group, topic, r.a.partitions)
 		return err
 	})
-	const name = "group: committed offsets (OffsetFetch) equal the log end offsets"
-	if r.checks.Err(name, err, "OffsetFetch") {
+	check := name("committed offsets (OffsetFetch) equal the log end offsets")
+	if r.checks.Err(check, err, "OffsetFetch") {
 		for p := int32(0); p < r.a.partitions; p++ {
-			r.checks.Check(name, committed[p] == end[p], "partition %d: committed %d, log end %d", p, committed[p], end[p])
+			r.checks.Check(check, committed[p] == end[p], "partition %d: committed %d, log end %d", p, committed[p], end[p])
 		}
 	}
-	return all
+}
+
+// commitsScenario: a member of a new group reads into every partition and commits offsets in
+// the middle of it, then leaves; OffsetFetch must read those offsets back, and a new member of
+// the group must start exactly there and read every record from there to the end, once.
+func (r *run) commitsScenario(topic string) {
+	group := topic + "-commits"
+	r.commitsGroup = group
+	end := nextOffsets(r.topicDeliveries, r.a.partitions)
+	commit := map[int32]int64{}
+	for p := int32(0); p < r.a.partitions; p++ {
+		if !r.checks.Check("commits: every partition has records to commit in", end[p] >= 2,
+			"partition %d holds %d records", p, end[p]) {
+			return
+		}
+		commit[p] = max(1, min(end[p]-1, end[p]/3+int64(p)))
+	}
+	err := r.call(func(ctx context.Context) error { return r.d.CommitGroupOffsets(ctx, group, topic, commit) })
+	if !r.checks.Err("commits: a member reads into every partition, commits offsets there (OffsetCommit) and leaves", err,
+		fmt.Sprintf("committing %v", commit)) {
+		return
+	}
+	var committed map[int32]int64
+	err = r.call(func(ctx context.Context) error {
+		var err error
+		committed, err = r.d.Committed(ctx, group, topic, r.a.partitions)
+		return err
+	})
+	const readBack = "commits: committed offsets read back (OffsetFetch)"
+	if r.checks.Err(readBack, err, "OffsetFetch") {
+		for p := int32(0); p < r.a.partitions; p++ {
+			r.checks.Check(readBack, committed[p] == commit[p], "partition %d: read back %d, committed %d", p, committed[p], commit[p])
+		}
+	}
+	var reads []ConsumedRecord
+	err = r.call(func(ctx context.Context) error {
+		var err error
+		reads, err = r.d.ResumeGroup(ctx, group, topic, end)
+		return err
+	})
+	r.checks.Err("commits: a new member of the group reads on to the end", err, "consuming")
+	r.progress("commits: committed %v, a new member read %d records from there", commit, len(reads))
+	expected := r.expectedByPlace()
+	first := map[int32]int64{}
+	next := map[int32]int64{}
+	for p, o := range commit {
+		next[p] = o
+	}
+	const resumed = "commits: the new member resumes exactly at the committed offsets"
+	const onward = "commits: from there every record read once, in order, as produced"
+	for _, c := range reads {
+		if _, ok := first[c.Partition]; !ok {
+			first[c.Partition] = c.Offset
+		}
+		want, ok := next[c.Partition]
+		r.checks.Check(onward, ok && c.Offset == want, "partition %d: read offset %d, expected %d", c.Partition, c.Offset, want)
+		next[c.Partition] = c.Offset + 1
+		value, ok := expected[[2]int64{int64(c.Partition), c.Offset}]
+		r.checks.Check(onward, ok && string(value) == string(c.Value), "partition %d offset %d: read %s, produced %s",
+			c.Partition, c.Offset, showBytes(c.Value), showBytes(value))
+	}
+	for p := int32(0); p < r.a.partitions; p++ {
+		f, ok := first[p]
+		r.checks.Check(resumed, ok && f == commit[p], "partition %d: first record read at %s, committed %d", p, showOffset(f, ok), commit[p])
+		r.checks.Check(onward, next[p] == end[p], "partition %d: read up to %d, log end %d", p, next[p], end[p])
+	}
 }
 
 // nextOffsets: per partition, one past the highest delivered offset (0 when none).
@@ -266,7 +491,8 @@ func nextOffsets(deliveries map[int]Delivery, partitions int32) map[int32]int64 
 	return out
 }
 
-func (r *run) checkGroupReads(rec *groupRecorder, expected map[[2]int64][]byte) {
+func (r *run) checkGroupReads(rec *groupRecorder, expected map[[2]int64][]byte, prefix string) {
+	name := func(s string) string { return prefix + ": " + s }
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	type key struct {
@@ -278,7 +504,7 @@ func (r *run) checkGroupReads(rec *groupRecorder, expected map[[2]int64][]byte) 
 	for _, rd := range rec.reads {
 		where := [2]int64{int64(rd.partition), rd.offset}
 		want, ok := expected[where]
-		r.checks.Check("group: every record read is one produced, where it was produced", ok && string(want) == string(rd.value),
+		r.checks.Check(name("every record read is one produced, where it was produced"), ok && string(want) == string(rd.value),
 			"%s read %q at partition %d offset %d, produced there: %q", rd.member, head(rd.value, 24), rd.partition, rd.offset, head(want, 24))
 		counts[where]++
 		if within[where] == nil {
@@ -306,19 +532,19 @@ func (r *run) checkGroupReads(rec *groupRecorder, expected map[[2]int64][]byte) 
 	for _, s := range [][][2]int64{missing, twice, badTwice} {
 		sort.Slice(s, func(i, j int) bool { return s[i][0] < s[j][0] || (s[i][0] == s[j][0] && s[i][1] < s[j][1]) })
 	}
-	r.checks.Check("group: none skipped", len(missing) == 0,
+	r.checks.Check(name("none skipped"), len(missing) == 0,
 		"%d of %d produced records never read, e.g. (partition, offset) %v", len(missing), len(expected), head(missing, 6))
-	r.checks.Check("group: no record read twice by one member without a rebalance in between", len(badTwice) == 0,
+	r.checks.Check(name("no record read twice by one member without a rebalance in between"), len(badTwice) == 0,
 		"%d records read twice within one assignment, e.g. (partition, offset) %v", len(badTwice), head(badTwice, 6))
 	if len(twice) > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("%d records read twice across the rebalance (allowed), e.g. %v",
-			len(twice), head(twice, 3)))
+		r.notes = append(r.notes, name(fmt.Sprintf("%d records read twice across the rebalance (allowed), e.g. %v",
+			len(twice), head(twice, 3))))
 	} else {
-		r.notes = append(r.notes, "group: no record read twice")
+		r.notes = append(r.notes, name("no record read twice"))
 	}
-	r.checks.Check("group: members report no client errors", len(rec.errors) == 0, "%s", strings.Join(head(rec.errors, 5), "; "))
+	r.checks.Check(name("members report no client errors"), len(rec.errors) == 0, "%s", strings.Join(head(rec.errors, 5), "; "))
 	if len(rec.tolerated) > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("%d errors around the rebalance (allowed), e.g. %s",
-			len(rec.tolerated), strings.Join(head(rec.tolerated, 3), "; ")))
+		r.notes = append(r.notes, name(fmt.Sprintf("%d errors around the rebalance (allowed), e.g. %s",
+			len(rec.tolerated), strings.Join(head(rec.tolerated, 3), "; "))))
 	}
 }

@@ -8,10 +8,38 @@
 // Usually run through tests/go/run.sh (or franz-go.sh, sarama.sh), which builds it first.
 //
 // Scenarios: admin (create a topic with 3 partitions and grow it to 4; create a compacted topic
-// with configs, describe them, delete it), produce every codec with an idempotent acks=all
-// producer and read everything back with a direct partition consumer from offset 0, a consumer
-// group of two members of which one leaves, and ListOffsets before and after. Prints one line per
-// check (ok / FAIL with reasons / SKIP with the reason) and a verdict; exits 1 on any failure.
+// with configs, describe them, alter them incrementally and describe again, delete it), produce
+// every codec with an idempotent acks=all producer and read everything back with a direct
+// partition consumer from offset 0, consumer groups, committed offsets, compaction, ListOffsets
+// before and after, and group admin at the end. Prints one line per check (ok / FAIL with
+// reasons / SKIP with the reason) and a verdict; exits 1 on any failure.
+//
+// The compatibility matrix (tests/matrix/README.md): every scenario of tests/matrix/scenarios.json
+// is one cell for client id franz-go or sarama, printed as `MATRIX <client> <scenario> <RESULT>
+// <detail>` and, with TIDEPOOL_MATRIX set, appended to that file as one JSON line (matrix.go).
+// A cell fails with its first failed check; a scenario that panics fails, and the run goes on;
+// cells a run never reached are reported failed ("not run: ...").
+//
+//   - codec-none/gzip/snappy/lz4/zstd: that codec's records of the round trip, judged alone
+//     (delivery reports and every consume check).
+//   - idempotence: the round trip's delivery reports one per record and contiguous per
+//     partition in send order, every record read once, offsets contiguous.
+//   - group-rebalance: an eager assignor (franz-go kgo.RangeBalancer, sarama range): two members
+//     settle at 2 partitions each, records are produced meanwhile, one leaves (LeaveGroup) and
+//     the other owns all 4 within 20 s (30 s sessions); nothing skipped; commits = log end.
+//   - group-cooperative: cooperative-sticky (franz-go kgo.CooperativeStickyBalancer, sarama
+//     NewBalanceStrategyCooperativeSticky, which sarama 1.61 runs with the cooperative protocol):
+//     the first member owns all 4, a second joins and the first one's revoke callbacks (sarama:
+//     claims ended by revocation) name exactly the partitions that move, it keeps the rest; after
+//     the leave the survivor owns all 4 and was revoked nothing.
+//   - commits: a member reads into every partition, commits offsets mid-partition and leaves;
+//     OffsetFetch (kadm FetchOffsets, sarama ClusterAdmin.ListConsumerGroupOffsets) reads them
+//     back; a new member of the group starts exactly there and reads every record to the end.
+//   - admin: the admin stage above, ListOffsets, plus IncrementalAlterConfigs read back
+//     (kadm AlterTopicConfigs, sarama IncrementalAlterConfig), ListGroups and DescribeGroups of
+//     the commits group (Empty, protocol type consumer, no members), DeleteGroups on it.
+//   - compaction: tests/matrix/README.md "The compaction scenario" (compaction.go, judged like
+//     tests/compat/compaction_matrix.py).
 package main
 
 import (
@@ -41,13 +69,32 @@ type Driver interface {
 	NewProducer(codec string) (Producer, error)
 	// ConsumeRange reads [start, end) of every partition with a direct (group-less) consumer.
 	ConsumeRange(ctx context.Context, topic string, start, end map[int32]int64) ([]ConsumedRecord, error)
-	NewGroupMember(name, group, topic string, rec *groupRecorder) (GroupMember, error)
+	// NewGroupMember starts a group member with an eager assignor (range), or cooperative-sticky.
+	NewGroupMember(name, group, topic string, cooperative bool, rec *groupRecorder) (GroupMember, error)
 	// Committed asks the group's committed offsets (OffsetFetch) for the topic's partitions;
 	// -1 where none.
 	Committed(ctx context.Context, group, topic string, partitions int32) (map[int32]int64, error)
+	// CommitGroupOffsets: a member of the group reads every partition up to the offset given,
+	// commits exactly those offsets (the next to read), and leaves.
+	CommitGroupOffsets(ctx context.Context, group, topic string, offsets map[int32]int64) error
+	// ResumeGroup: a new member of the group reads until every partition reaches end, and leaves
+	// without committing; returns what it read, in order per partition.
+	ResumeGroup(ctx context.Context, group, topic string, end map[int32]int64) ([]ConsumedRecord, error)
+	// AlterTopicConfigs changes configs incrementally (IncrementalAlterConfigs): set these,
+	// delete those (back to their defaults).
+	AlterTopicConfigs(ctx context.Context, topic string, set map[string]string, remove []string) error
+	// ListGroups: group id -> protocol type.
+	ListGroups(ctx context.Context) (map[string]string, error)
+	DescribeGroup(ctx context.Context, group string) (GroupInfo, error)
+	DeleteGroup(ctx context.Context, group string) error
 	// TimestampTypeKnown says whether consumed records carry their timestamp type.
 	TimestampTypeKnown() bool
 	Close()
+}
+
+type GroupInfo struct {
+	State, ProtocolType, Protocol string
+	Members                       int
 }
 
 type ConfigValue struct {
@@ -154,13 +201,21 @@ func main() {
 		newDriver = newSarama
 	}
 	checks := NewChecks(client)
-	r := &run{began: time.Now(), a: a, checks: checks}
+	m := newMatrix(a.client)
+	r := &run{began: time.Now(), a: a, checks: checks, root: checks, matrix: m}
 	summary := "not run"
+	// Cells this run does not cover: codecs left out with --codecs.
+	notCovered := map[string]bool{}
+	for _, c := range codecs {
+		if !contains(a.codecs, c) {
+			notCovered["codec-"+c] = true
+		}
+	}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				checks.Fail("run completed", "panic: %v\n%s", p, debug.Stack())
-				summary = "aborted by a panic"
+				summary = fmt.Sprintf("aborted by a panic: %v", p)
 			}
 		}()
 		if a.peer == "librdkafka-mock" {
@@ -180,6 +235,20 @@ func main() {
 		r.d = d
 		summary = r.all(client)
 	}()
+	if a.peer == "librdkafka-mock" {
+		fmt.Println("   matrix: no cells against peer librdkafka-mock (the matrix compares Tidepool with Apache Kafka)")
+	} else {
+		m.rest("not run: "+summary, notCovered)
+		for _, c := range matrixScenarios {
+			if !notCovered[c] {
+				continue
+			}
+			fmt.Printf("   matrix: %s not reported (--codecs %s)\n", c, strings.Join(a.codecs, ","))
+		}
+		if errs := m.writeErrors(); len(errs) > 0 {
+			checks.Fail("matrix: every cell written to $TIDEPOOL_MATRIX", "%s", strings.Join(errs, "; "))
+		}
+	}
 	os.Exit(checks.Report(summary, r.notes))
 }
 
@@ -187,8 +256,31 @@ type run struct {
 	began  time.Time
 	a      args
 	d      Driver
-	checks *Checks
+	root   *Checks // every check
+	checks *Checks // where checks go now: the running scenario's scope
+	matrix *matrix
 	notes  []string
+
+	// Every record of the test topic so far, by index, and where it was delivered.
+	topicSent       []SentRecord
+	topicDeliveries map[int]Delivery
+	commitsGroup    string
+}
+
+// scenario runs f with r.checks set to scope; a panic in f is a failed check of the scope (and
+// so of the run), and the run goes on. Returns the panic, "" when none.
+func (r *run) scenario(what string, scope *Checks, f func()) (panicked string) {
+	saved := r.checks
+	r.checks = scope
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = fmt.Sprintf("%s: panic: %v", what, p)
+			scope.Fail(what+": completed", "panic: %v\n%s", p, debug.Stack())
+		}
+		r.checks = saved
+	}()
+	f()
+	return ""
 }
 
 // progress prints a line with the time since the start, to show where a run spends its time.
@@ -206,7 +298,14 @@ func (r *run) call(f func(ctx context.Context) error) error {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+		}()
+		done <- f(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err
@@ -219,58 +318,198 @@ func (r *run) all(client string) string {
 	slug := strings.ReplaceAll(r.a.client, "-", "")
 	topic := fmt.Sprintf("compat-%s-%d-%d", slug, time.Now().UnixMilli(), os.Getpid())
 	fmt.Printf("== %s against %s (peer %s), topic %s\n", client, r.a.bootstrap, r.a.peer, topic)
-	if !r.prepareTopic(topic) {
-		return "aborted: the test topic could not be created"
-	}
-	r.progress("topic created with %d partitions", r.a.partitions)
-	r.configsTopic(topic + "-configs")
-	r.progress("configs topic created, described and deleted")
-
 	start := map[int32]int64{}
-	for _, l := range r.listOffsets(topic) {
-		empty := true
-		for p := int32(0); p < r.a.partitions; p++ {
-			empty = empty && l.Earliest[p] == 0 && l.Latest[p] == 0
-		}
-		r.checks.Check(fmt.Sprintf("list offsets (%s): new topic is empty", l.Source), empty,
-			"before producing: earliest %v, latest %v", l.Earliest, l.Latest)
-	}
 	for p := int32(0); p < r.a.partitions; p++ {
 		start[p] = 0
 	}
 
-	sent, deliveries := r.produceAll(topic)
-	checkDeliveries(r.checks, sent, deliveries, start)
-	latest := map[int32]int64{}
-	for _, l := range r.listOffsets(topic) {
-		checkWatermarks(r.checks, l.Source, deliveries, r.a.partitions, l.Earliest, l.Latest, start)
-		latest = l.Latest
-	}
-	began := time.Now()
-	var consumed []ConsumedRecord
-	err := r.call(func(ctx context.Context) error {
-		var err error
-		consumed, err = r.d.ConsumeRange(ctx, topic, start, latest)
-		return err
+	// admin, first part: the test topic, the configs topic, ListOffsets on the empty topic. The
+	// admin cell is reported at the end, after ListOffsets and the group admin.
+	admin := r.root.Scope()
+	created := false
+	r.scenario("admin", admin, func() {
+		if created = r.prepareTopic(topic); !created {
+			return
+		}
+		r.progress("topic created with %d partitions", r.a.partitions)
+		r.configsTopic(topic + "-configs")
+		r.progress("configs topic created, described, altered, described and deleted")
+		for _, l := range r.listOffsets(topic) {
+			empty := true
+			for p := int32(0); p < r.a.partitions; p++ {
+				empty = empty && l.Earliest[p] == 0 && l.Latest[p] == 0
+			}
+			r.checks.Check(fmt.Sprintf("list offsets (%s): new topic is empty", l.Source), empty,
+				"before producing: earliest %v, latest %v", l.Earliest, l.Latest)
+		}
 	})
-	r.checks.Err("consume: reached the end of every partition", err, "direct consumer from offset 0")
-	r.progress("consumed %d records in %.2fs", len(consumed), time.Since(began).Seconds())
-	checkRoundtrip(r.checks, sent, deliveries, consumed, start, r.d.TimestampTypeKnown())
-	if !r.d.TimestampTypeKnown() {
-		r.checks.Skip("consume: timestamp type is CreateTime", r.a.client+" does not expose a record's timestamp "+
-			"type (a LogAppendTime batch would still fail 'timestamp is the one sent')")
+	if !created {
+		r.matrix.fromChecks("admin", admin, nil)
+		compaction := r.root.Scope()
+		r.scenario("compaction", compaction, func() { r.compactionScenario(topic + "-compaction") })
+		r.matrix.fromChecks("compaction", compaction, nil)
+		return "aborted: the test topic could not be created"
 	}
 
-	began = time.Now()
-	streamed := r.groupScenario(topic, sent, deliveries)
-	r.progress("consumer group scenario took %.1fs", time.Since(began).Seconds())
-	for _, l := range r.listOffsets(topic) {
-		checkWatermarks(r.checks, l.Source+" after the group run", streamed, r.a.partitions, l.Earliest, l.Latest, start)
+	// The round trip: every codec, then codec-* and idempotence.
+	var sent []SentRecord
+	deliveries := map[int]Delivery{}
+	produceErrs := map[string][]string{}
+	var consumed []ConsumedRecord
+	var consumeErr error
+	roundTrip := func(f func()) string { return r.scenario("round trip", r.root, f) }
+	panicked := roundTrip(func() {
+		sent, deliveries, produceErrs = r.produceAll(topic)
+		checkDeliveries(r.checks, sent, deliveries, start)
+	})
+	latest := nextOffsets(deliveries, r.a.partitions)
+	r.scenario("admin", admin, func() {
+		for _, l := range r.listOffsets(topic) {
+			checkWatermarks(r.checks, l.Source, deliveries, r.a.partitions, l.Earliest, l.Latest, start)
+			if len(l.Latest) > 0 {
+				latest = l.Latest
+			}
+		}
+	})
+	if panicked == "" {
+		panicked = roundTrip(func() {
+			began := time.Now()
+			consumeErr = r.call(func(ctx context.Context) error {
+				var err error
+				consumed, err = r.d.ConsumeRange(ctx, topic, start, latest)
+				return err
+			})
+			r.checks.Err("consume: reached the end of every partition", consumeErr, "direct consumer from offset 0")
+			r.progress("consumed %d records in %.2fs", len(consumed), time.Since(began).Seconds())
+			checkRoundtrip(r.checks, sent, deliveries, consumed, start, r.d.TimestampTypeKnown())
+			if !r.d.TimestampTypeKnown() {
+				r.checks.Skip("consume: timestamp type is CreateTime", r.a.client+" does not expose a record's timestamp "+
+					"type (a LogAppendTime batch would still fail 'timestamp is the one sent')")
+			}
+		})
 	}
-	r.deleteTopic(topic)
-	r.progress("topic deleted")
-	return fmt.Sprintf("%d records (%d per codec: %s) and %d produced during the group run, %d partitions, topic %s",
-		len(sent), r.a.records, strings.Join(r.a.codecs, ", "), len(streamed)-len(deliveries), r.a.partitions, topic)
+	if panicked != "" {
+		for _, c := range r.a.codecs {
+			r.matrix.report("codec-"+c, "fail", panicked)
+		}
+		r.matrix.report("idempotence", "fail", panicked)
+	} else {
+		r.reportCodecs(sent, deliveries, produceErrs, consumed, consumeErr, start, r.d.TimestampTypeKnown())
+		r.matrix.fromChecks("idempotence", r.root, idempotenceCheck)
+	}
+	r.topicSent = sent
+	r.topicDeliveries = map[int]Delivery{}
+	for i, d := range deliveries {
+		r.topicDeliveries[i] = d
+	}
+
+	// The group scenarios and commits, over the same topic (its records so far included).
+	for _, mode := range []groupMode{eagerGroup, cooperativeGroup} {
+		scope := r.root.Scope()
+		began := time.Now()
+		r.scenario(mode.scenario, scope, func() { r.groupScenario(topic, mode) })
+		r.progress("%s scenario took %.1fs", mode.scenario, time.Since(began).Seconds())
+		r.matrix.fromChecks(mode.scenario, scope, nil)
+	}
+	commits := r.root.Scope()
+	r.scenario("commits", commits, func() { r.commitsScenario(topic) })
+	r.matrix.fromChecks("commits", commits, nil)
+	r.scenario("admin", admin, func() {
+		for _, l := range r.listOffsets(topic) {
+			checkWatermarks(r.checks, l.Source+" after the group runs", r.topicDeliveries, r.a.partitions, l.Earliest, l.Latest, start)
+		}
+	})
+
+	compaction := r.root.Scope()
+	began := time.Now()
+	r.scenario("compaction", compaction, func() { r.compactionScenario(topic + "-compaction") })
+	r.progress("compaction scenario took %.1fs", time.Since(began).Seconds())
+	r.matrix.fromChecks("compaction", compaction, nil)
+
+	r.scenario("admin", admin, func() {
+		r.groupAdmin(r.commitsGroup, topic)
+		r.deleteTopic(topic)
+		r.progress("group admin done, topic deleted")
+	})
+	r.matrix.fromChecks("admin", admin, nil)
+	return fmt.Sprintf("%d records (%d per codec: %s) and %d produced during the group runs, %d partitions, topic %s",
+		len(sent), r.a.records, strings.Join(r.a.codecs, ", "), len(r.topicSent)-len(sent), r.a.partitions, topic)
+}
+
+// idempotenceCheck: the checks of the round trip the idempotence cell is made of.
+func idempotenceCheck(name string) bool {
+	return strings.HasPrefix(name, "produce (") || contains([]string{
+		"delivery reports: one per record",
+		"delivery reports: offsets contiguous in send order",
+		"consume: reached the end of every partition",
+		"consume: no record read twice",
+		"consume: offsets contiguous from the start offset",
+		"consume: every record sent was read",
+		"round trip: completed",
+	}, name)
+}
+
+// reportCodecs reports codec-* cells: each codec's records judged alone, with the same checks
+// as the whole round trip (in a Checks of their own; the run's report has the whole).
+func (r *run) reportCodecs(sent []SentRecord, deliveries map[int]Delivery, produceErrs map[string][]string,
+	consumed []ConsumedRecord, consumeErr error, start map[int32]int64, timestampTypeKnown bool) {
+	// Codecs were produced one after the other: per partition, each codec's records follow the
+	// previous codec's.
+	startOf := map[string]map[int32]int64{}
+	endOf := map[string]map[int32]int64{}
+	sentOf := map[string][]SentRecord{}
+	codecOfValue := map[string]string{}
+	next := map[int32]int64{}
+	for p, o := range start {
+		next[p] = o
+	}
+	for _, c := range r.a.codecs {
+		startOf[c] = map[int32]int64{}
+		for p, o := range next {
+			startOf[c][p] = o
+		}
+		for _, s := range sent {
+			if s.Codec != c {
+				continue
+			}
+			sentOf[c] = append(sentOf[c], s)
+			codecOfValue[string(s.Value)] = c
+			if d, ok := deliveries[s.Index]; ok {
+				next[d.Partition]++
+			}
+		}
+		endOf[c] = map[int32]int64{}
+		for p, o := range next {
+			endOf[c][p] = o
+		}
+	}
+	consumedOf := map[string][]ConsumedRecord{}
+	for _, rec := range consumed {
+		if c, ok := codecOfValue[string(rec.Value)]; ok {
+			consumedOf[c] = append(consumedOf[c], rec)
+			continue
+		}
+		owner := ""
+		for _, c := range r.a.codecs {
+			if rec.Offset >= startOf[c][rec.Partition] && rec.Offset < endOf[c][rec.Partition] {
+				owner = c
+			}
+		}
+		for _, c := range r.a.codecs {
+			if owner == "" || owner == c { // a record no codec accounts for fails every one
+				consumedOf[c] = append(consumedOf[c], rec)
+			}
+		}
+	}
+	for _, c := range r.a.codecs {
+		checks := NewChecks(r.root.client)
+		errs := produceErrs[c]
+		checks.Check(fmt.Sprintf("produce (%s): every record acknowledged", c), len(errs) == 0, "%s", strings.Join(head(errs, 5), "; "))
+		checks.Err("consume: reached the end of every partition", consumeErr, "direct consumer from offset 0")
+		checkDeliveries(checks, sentOf[c], deliveries, startOf[c])
+		checkRoundtrip(checks, sentOf[c], deliveries, consumedOf[c], startOf[c], timestampTypeKnown)
+		r.matrix.fromChecks("codec-"+c, checks, nil)
+	}
 }
 
 func (r *run) listOffsets(topic string) []ListedOffsets {
@@ -382,7 +621,63 @@ func (r *run) configsTopic(topic string) {
 		r.checks.Check(defName, ok && got.Value != nil && *got.Value == unsetDefault && got.Source == "DEFAULT_CONFIG",
 			"%s: described %s, expected (%s, DEFAULT_CONFIG)", unsetConfig, showConfig(got, ok), unsetDefault)
 	}
+	r.alterConfigs(topic)
 	r.deleteTopic(topic)
+}
+
+// Altered on the configs topic with IncrementalAlterConfigs: these set (DYNAMIC_TOPIC_CONFIG
+// afterwards), cleanup.policy deleted (back to Kafka's default, DEFAULT_CONFIG).
+var (
+	alteredConfigs                = map[string]string{"segment.ms": "7200000", "retention.ms": "86400000"}
+	deletedConfig, deletedDefault = "cleanup.policy", "delete"
+)
+
+const alterReadBackMax = 15 * time.Second
+
+// alterConfigs alters the topic's configs incrementally and checks DescribeConfigs reads the
+// change back (waiting a little: Kafka applies it through its metadata log).
+func (r *run) alterConfigs(topic string) {
+	const name = "admin: alter configs (IncrementalAlterConfigs: set segment.ms and retention.ms, delete cleanup.policy)"
+	err := r.call(func(ctx context.Context) error {
+		return r.d.AlterTopicConfigs(ctx, topic, alteredConfigs, []string{deletedConfig})
+	})
+	if !r.checks.Err(name, err, "IncrementalAlterConfigs") {
+		return
+	}
+	matches := func(described map[string]ConfigValue) []string {
+		var wrong []string
+		for key, want := range alteredConfigs {
+			got, ok := described[key]
+			if !ok || got.Value == nil || *got.Value != want || got.Source != "DYNAMIC_TOPIC_CONFIG" {
+				wrong = append(wrong, fmt.Sprintf("%s: described %s, expected (%s, DYNAMIC_TOPIC_CONFIG)", key, showConfig(got, ok), want))
+			}
+		}
+		got, ok := described[deletedConfig]
+		if !ok || got.Value == nil || *got.Value != deletedDefault || got.Source != "DEFAULT_CONFIG" {
+			wrong = append(wrong, fmt.Sprintf("%s (deleted): described %s, expected (%s, DEFAULT_CONFIG)",
+				deletedConfig, showConfig(got, ok), deletedDefault))
+		}
+		return wrong
+	}
+	var wrong []string
+	var lastErr error
+	waitUntil(NewDeadline(alterReadBackMax), 200*time.Millisecond, func() bool {
+		var described map[string]ConfigValue
+		lastErr = r.call(func(ctx context.Context) error {
+			var err error
+			described, err = r.d.DescribeTopicConfigs(ctx, topic)
+			return err
+		})
+		if lastErr != nil {
+			return false
+		}
+		wrong = matches(described)
+		return len(wrong) == 0
+	})
+	const readBack = "admin: describe configs after the alteration: set ones DYNAMIC_TOPIC_CONFIG, the deleted one its default"
+	if r.checks.Err(readBack, lastErr, "DescribeConfigs") {
+		r.checks.Check(readBack, len(wrong) == 0, "within %v: %s", alterReadBackMax, strings.Join(wrong, "; "))
+	}
 }
 
 func showConfig(c ConfigValue, ok bool) string {
@@ -418,14 +713,16 @@ func (r *run) deleteTopic(topic string) {
 }
 
 // produceAll sends every codec in turn, one producer each (so InitProducerId runs per codec).
-func (r *run) produceAll(topic string) ([]SentRecord, map[int]Delivery) {
+func (r *run) produceAll(topic string) ([]SentRecord, map[int]Delivery, map[string][]string) {
 	var sent []SentRecord
 	deliveries := map[int]Delivery{}
+	errsOf := map[string][]string{}
 	first := firstTimestampForRun()
 	for _, codec := range r.a.codecs {
 		records := makeRecords(codec, r.a.records, len(sent), first+int64(len(sent)))
 		began := time.Now()
 		got, errs := r.send(topic, codec, records)
+		errsOf[codec] = errs
 		r.checks.Check(fmt.Sprintf("produce (%s): every record acknowledged", codec), len(errs) == 0,
 			"%s", strings.Join(head(errs, 5), "; "))
 		r.progress("produced %d/%d %s records in %.2fs", len(got), len(records), codec, time.Since(began).Seconds())
@@ -434,7 +731,7 @@ func (r *run) produceAll(topic string) ([]SentRecord, map[int]Delivery) {
 			deliveries[i] = d
 		}
 	}
-	return sent, deliveries
+	return sent, deliveries, errsOf
 }
 
 func (r *run) send(topic, codec string, records []SentRecord) (map[int]Delivery, []string) {

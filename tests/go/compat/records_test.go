@@ -106,7 +106,7 @@ func TestGroupReadChecks(t *testing.T) {
 			rec.read(rd.member, rd.epoch, rd.partition, rd.offset, rd.value)
 		}
 		r := &run{checks: NewChecks("test")}
-		r.checkGroupReads(rec, expected)
+		r.checkGroupReads(rec, expected, "group")
 		var failed []string
 		for _, name := range r.checks.order {
 			if r.checks.failedCount[name] > 0 {

@@ -1,7 +1,10 @@
 package main
 
 // sarama: ClusterAdmin for admin, an idempotent AsyncProducer (Idempotent, MaxOpenRequests=1,
-// acks=all), a PartitionConsumer per partition, and a ConsumerGroup with the range balancer.
+// acks=all), a PartitionConsumer per partition, and a ConsumerGroup with the range balancer or
+// the cooperative-sticky one (sarama 1.61 runs it with the cooperative protocol: a rebalance
+// keeps the session, closes the Messages of revoked claims only and starts claims for added
+// partitions).
 
 import (
 	"context"
@@ -267,8 +270,10 @@ func (p *saramaProducer) Send(ctx context.Context, topic string, records []SentR
 	var errs []string
 	sent := 0
 	for _, r := range records {
-		msg := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r.Value),
-			Timestamp: time.UnixMilli(r.TimestampMs), Metadata: r.Index}
+		msg := &sarama.ProducerMessage{Topic: topic, Timestamp: time.UnixMilli(r.TimestampMs), Metadata: r.Index}
+		if r.Value != nil { // nil: a tombstone (null value)
+			msg.Value = sarama.ByteEncoder(r.Value)
+		}
 		if r.Key != nil {
 			msg.Key = sarama.ByteEncoder(r.Key)
 		}
@@ -388,9 +393,9 @@ func (s *saramaDriver) Committed(_ context.Context, group, topic string, partiti
 	return out, nil
 }
 
-// saramaMember: a ConsumerGroup with the range balancer, offsets marked per message and
-// committed (synchronously, auto-commit off) whenever the claim's buffer runs dry, every 500
-// records, and when the claim ends (before the rebalance proceeds).
+// saramaMember: a ConsumerGroup with the range balancer or the cooperative-sticky one, offsets
+// marked per message and committed (synchronously, auto-commit off) whenever the claim's buffer
+// runs dry, every 500 records, and when the claim ends (before the rebalance proceeds).
 type saramaMember struct {
 	name    string
 	topic   string
@@ -403,14 +408,18 @@ type saramaMember struct {
 	mu       sync.Mutex
 	assigned map[int32]bool
 	epoch    int64
+	events   []memberEvent
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-func (s *saramaDriver) NewGroupMember(name, group, topic string, rec *groupRecorder) (GroupMember, error) {
+func (s *saramaDriver) NewGroupMember(name, group, topic string, cooperative bool, rec *groupRecorder) (GroupMember, error) {
 	c := s.config("tidepool-compat-sarama-" + name)
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	if cooperative {
+		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	}
 	c.Consumer.Group.Session.Timeout = groupSessionTimeout
 	c.Consumer.Group.Heartbeat.Interval = 3 * time.Second
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -450,27 +459,49 @@ func saramaRebalanceError(err error) bool {
 		errors.Is(err, sarama.ErrUnknownMemberId)
 }
 
+// Setup: a session's first assignment (with the cooperative protocol, the only Setup until the
+// member leaves).
 func (m *saramaMember) Setup(sess sarama.ConsumerGroupSession) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.epoch++
 	m.assigned = map[int32]bool{}
-	for _, p := range sess.Claims()[m.topic] {
+	claims := append([]int32(nil), sess.Claims()[m.topic]...)
+	for _, p := range claims {
 		m.assigned[p] = true
+	}
+	if len(claims) > 0 {
+		m.events = append(m.events, memberEvent{"assign", claims})
 	}
 	return nil
 }
 
+// Cleanup: the session ends (eager: every rebalance; cooperative: the member leaves); it gives
+// up everything it still owns.
 func (m *saramaMember) Cleanup(sess sarama.ConsumerGroupSession) error {
 	sess.Commit()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.epoch++
+	if len(m.assigned) > 0 {
+		m.events = append(m.events, memberEvent{"revoke", sortedKeys(m.assigned)})
+	}
 	m.assigned = map[int32]bool{}
 	return nil
 }
 
+// ConsumeClaim: a claim that starts for a partition not owned yet is an assignment (the
+// cooperative protocol adds partitions to a running session this way); its Messages closing
+// while the session goes on is a revocation of that partition alone.
 func (m *saramaMember) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	p := claim.Partition()
+	m.mu.Lock()
+	if !m.assigned[p] {
+		m.epoch++
+		m.assigned[p] = true
+		m.events = append(m.events, memberEvent{"assign", []int32{p}})
+	}
+	m.mu.Unlock()
 	pending := 0
 	commit := func() {
 		if pending > 0 {
@@ -483,6 +514,14 @@ func (m *saramaMember) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
+				commit()
+				if sess.Context().Err() == nil {
+					m.mu.Lock()
+					m.epoch++
+					delete(m.assigned, p)
+					m.events = append(m.events, memberEvent{"revoke", []int32{p}})
+					m.mu.Unlock()
+				}
 				return nil
 			}
 			m.mu.Lock()
@@ -498,6 +537,12 @@ func (m *saramaMember) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			return nil
 		}
 	}
+}
+
+func (m *saramaMember) Events() []memberEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]memberEvent(nil), m.events...)
 }
 
 func (m *saramaMember) Assigned() map[int32]bool {
@@ -529,4 +574,189 @@ func (m *saramaMember) Close() error {
 		}
 	})
 	return m.closeErr
+}
+
+// groupConfig: a plain group consumer (range balancer, no autocommit) for the commits scenario.
+func (s *saramaDriver) groupConfig(name string) *sarama.Config {
+	c := s.config("tidepool-compat-sarama-" + name)
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	c.Consumer.Group.Session.Timeout = groupSessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = 3 * time.Second
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	return c
+}
+
+// groupHandler adapts a function per message to sarama.ConsumerGroupHandler.
+type groupHandler func(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage)
+
+func (h groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			h(sess, msg)
+		case <-sess.Context().Done():
+			return nil
+		}
+	}
+}
+
+// runGroup consumes with handler until done is closed or ctx ends, then closes the group
+// (LeaveGroup); returns the group's errors and ctx's.
+func runGroup(ctx context.Context, addrs []string, group, topic string, c *sarama.Config, handler groupHandler,
+	done <-chan struct{}) error {
+	g, err := sarama.NewConsumerGroup(addrs, group, c)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var errs []error
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for err := range g.Errors() {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}()
+	consumeCtx, cancel := context.WithCancel(ctx)
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for consumeCtx.Err() == nil {
+			if err := g.Consume(consumeCtx, []string{topic}, handler); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+					return
+				}
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("Consume: %w", err))
+				mu.Unlock()
+				select {
+				case <-consumeCtx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	var waitErr error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		waitErr = ctx.Err()
+	}
+	cancel()
+	<-consumed
+	closeErr := g.Close()
+	<-collected
+	mu.Lock()
+	defer mu.Unlock()
+	return errors.Join(append(errs, waitErr, closeErr)...)
+}
+
+// CommitGroupOffsets: reads every partition up to its offset, marks exactly that offset and
+// commits it (Commit, synchronous), then leaves.
+func (s *saramaDriver) CommitGroupOffsets(ctx context.Context, group, topic string, offsets map[int32]int64) error {
+	var mu sync.Mutex
+	reached := map[int32]bool{}
+	done := make(chan struct{})
+	handler := groupHandler(func(sess sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage) {
+		want, ok := offsets[msg.Partition]
+		mu.Lock()
+		defer mu.Unlock()
+		if !ok || reached[msg.Partition] || msg.Offset < want-1 {
+			return
+		}
+		sess.MarkOffset(topic, msg.Partition, want, "")
+		sess.Commit()
+		reached[msg.Partition] = true
+		if len(reached) == len(offsets) {
+			close(done)
+		}
+	})
+	err := runGroup(ctx, s.addrs, group, topic, s.groupConfig("committer"), handler, done)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reached) < len(offsets) {
+		err = errors.Join(err, fmt.Errorf("partitions read up to their offsets: %v of %v", sortedKeys(reached), offsets))
+	}
+	return err
+}
+
+// ResumeGroup: a new member reads until every partition reaches end, then leaves.
+func (s *saramaDriver) ResumeGroup(ctx context.Context, group, topic string, end map[int32]int64) ([]ConsumedRecord, error) {
+	var mu sync.Mutex
+	var out []ConsumedRecord
+	pending := map[int32]bool{}
+	for p, o := range end {
+		if o > 0 {
+			pending[p] = true
+		}
+	}
+	done := make(chan struct{})
+	if len(pending) == 0 {
+		close(done)
+	}
+	handler := groupHandler(func(_ sarama.ConsumerGroupSession, msg *sarama.ConsumerMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(pending) == 0 {
+			return
+		}
+		out = append(out, fromSarama(msg))
+		if msg.Offset+1 >= end[msg.Partition] && pending[msg.Partition] {
+			delete(pending, msg.Partition)
+			if len(pending) == 0 {
+				close(done)
+			}
+		}
+	})
+	err := runGroup(ctx, s.addrs, group, topic, s.groupConfig("resumer"), handler, done)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pending) > 0 {
+		err = errors.Join(err, fmt.Errorf("partitions %v not read to their end", sortedKeys(pending)))
+	}
+	return out, err
+}
+
+func (s *saramaDriver) AlterTopicConfigs(_ context.Context, topic string, set map[string]string, remove []string) error {
+	entries := map[string]sarama.IncrementalAlterConfigsEntry{}
+	for k, v := range set {
+		entries[k] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
+	}
+	for _, k := range remove {
+		entries[k] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationDelete}
+	}
+	return s.admin.IncrementalAlterConfig(sarama.TopicResource, topic, entries, false)
+}
+
+func (s *saramaDriver) ListGroups(context.Context) (map[string]string, error) {
+	return s.admin.ListConsumerGroups()
+}
+
+func (s *saramaDriver) DescribeGroup(_ context.Context, group string) (GroupInfo, error) {
+	described, err := s.admin.DescribeConsumerGroups([]string{group})
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	for _, d := range described {
+		if d.GroupId != group {
+			continue
+		}
+		if d.Err != sarama.ErrNoError {
+			return GroupInfo{}, d.Err
+		}
+		return GroupInfo{d.State, d.ProtocolType, d.Protocol, len(d.Members)}, nil
+	}
+	return GroupInfo{}, fmt.Errorf("no description of %s", group)
+}
+
+func (s *saramaDriver) DeleteGroup(_ context.Context, group string) error {
+	return s.admin.DeleteConsumerGroup(group)
 }
