@@ -79,7 +79,10 @@ pub async fn accept_loop(
     let clock = Arc::clone(&node.cluster.env.clock);
     let drained = {
         let drained = async { while connections.join_next().await.is_some() {} };
+        // Biased: when both are ready at once the outcome must not hang on tokio's random pick
+        // (the simulation replays runs by seed).
         tokio::select! {
+            biased;
             () = drained => true,
             () = clock.sleep(SHUTDOWN_GRACE) => false,
         }
