@@ -25,7 +25,10 @@ impl Cluster {
     pub fn open(env: Env, config: Config, data_root: PathBuf) -> io::Result<Cluster> {
         env.disk.create_dir_all(&data_root)?;
         // A data root made just now must survive a crash with what is written into it.
-        if let Some(parent) = data_root.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = data_root
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             env.disk.sync_dir(parent)?;
         }
         let stored = store::load(env.disk.as_ref(), &data_root)?;
