@@ -153,7 +153,8 @@ fn read_all(
 ) -> Pass {
     let response_bytes_max = usize::try_from(request.max_bytes)
         .unwrap_or(0)
-        .min(node.cluster.config.fetch_bytes_max);
+        .min(node.cluster.config.fetch_bytes_max)
+        .min(node.cluster.config.fetch_response_bytes_max);
     let mut budget = Budget {
         remaining: response_bytes_max,
         first_with_data: true,
