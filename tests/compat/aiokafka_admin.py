@@ -93,6 +93,18 @@ def values(configs: dict[str, dict[str, Any]]) -> dict[str, tuple[str | None, st
     return {name: (c["value"], c["source"]) for name, c in configs.items()}
 
 
+async def settled(admin: AIOKafkaAdminClient, topic: str, timeout: float, expected: dict) -> dict:
+    """The topic's configs once they show `expected`, or after a few seconds as they are: Kafka
+    answers an alter once its controller committed it, and the broker applies it from the
+    metadata log a moment later, so a describe straight after may still show the old value."""
+    deadline = Deadline(5.0)
+    current = values(await describe_topic(admin, topic, timeout))
+    while not deadline.expired() and any(current.get(key) != want for key, want in expected.items()):
+        await asyncio.sleep(0.1)
+        current = values(await describe_topic(admin, topic, timeout))
+    return current
+
+
 async def alter(admin: AIOKafkaAdminClient, topic: str, configs: dict[str, str]) -> tuple[int, str | None]:
     """AlterConfigs for the topic: (error code, error message)."""
     responses = await admin.alter_configs([ConfigResource("TOPIC", topic, configs=configs)])
@@ -179,7 +191,7 @@ async def check_configs(checks: Checks, admin: AIOKafkaAdminClient, topic: str, 
     expected["cleanup.policy"] = ("delete", "DYNAMIC_TOPIC_CONFIG")
     expected["retention.ms"] = ("7200000", "DYNAMIC_TOPIC_CONFIG")
     expected["segment.bytes"] = ("1073741824", "DEFAULT_CONFIG")
-    check_described(checks, name, values(await describe_topic(admin, topic, args.timeout)), expected)
+    check_described(checks, name, await settled(admin, topic, args.timeout, expected), expected)
 
     name = "alter_configs: a bad value or an unknown name is INVALID_CONFIG and changes nothing"
     code, message = await alter(admin, topic, {"cleanup.policy": "delete", "retention.ms": "abc"})
@@ -188,7 +200,7 @@ async def check_configs(checks: Checks, admin: AIOKafkaAdminClient, topic: str, 
     code, message = await alter(admin, topic, {"no.such.config": "1"})
     want = "Unknown topic config name: no.such.config"
     checks.check(name, (code, message) == (INVALID_CONFIG, want), f"answer {code} {message!r}")
-    check_described(checks, name, values(await describe_topic(admin, topic, args.timeout)), expected)
+    check_described(checks, name, await settled(admin, topic, args.timeout, expected), expected)
 
     name = "describe_configs: the broker's configs"
     broker_id = (await admin.describe_cluster())["brokers"][0]["node_id"]

@@ -21,6 +21,7 @@ for the topic, partition and offset calls): pass when every check here passed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import confluent_kafka
@@ -129,8 +130,19 @@ def check_alters(checks: Checks, admin: AdminClient, topic: str, args: Any) -> N
     def resource(*changes: ConfigEntry) -> ConfigResource:
         return ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(changes))
 
-    def described() -> dict[str, tuple[str | None, str]]:
+    def described_once() -> dict[str, tuple[str | None, str]]:
         return values(describe(admin, ConfigResource(ResourceType.TOPIC, topic), args))
+
+    def described() -> dict[str, tuple[str | None, str]]:
+        # Kafka answers IncrementalAlterConfigs once its controller committed the change, and a
+        # broker applies it from the metadata log a moment later, so a describe straight after
+        # may still show the old value: wait (a few seconds at most) for what is expected.
+        deadline = time.monotonic() + 5.0
+        current = described_once()
+        while time.monotonic() < deadline and any(current.get(key) != want for key, want in expected.items()):
+            time.sleep(0.1)
+            current = described_once()
+        return current
 
     expected = {name: (value, "DYNAMIC_TOPIC_CONFIG") for name, value in CREATED_WITH.items()}
 

@@ -25,6 +25,7 @@ kafka-python specifics:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kafka
@@ -106,33 +107,45 @@ def check_created(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any
     )
 
 
+def settled(admin: KafkaAdminClient, topic: str, args: Any, expected: dict) -> dict[str, tuple[str | None, str]]:
+    """The topic's configs once they show `expected`, or after a few seconds as they are: Kafka
+    answers an alter once its controller committed it, and the broker applies it from the
+    metadata log a moment later, so a describe straight after may still show the old value."""
+    deadline = time.monotonic() + 5.0
+    current = values(describe(admin, topic, args, config_filter="all"))
+    while time.monotonic() < deadline and any(current.get(key) != want for key, want in expected.items()):
+        time.sleep(0.1)
+        current = values(describe(admin, topic, args, config_filter="all"))
+    return current
+
+
 def check_alters(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any) -> None:
     name = "alter_configs (AlterConfigs)"
     answer = alter(admin, topic, {"retention.ms": "7200000"}, incremental=False)
     checks.check(name, answer == "OK", f"answer {answer}")
     expected = {name: (value, "DYNAMIC_TOPIC_CONFIG") for name, value in CREATED_WITH.items()}
     expected["retention.ms"] = ("7200000", "DYNAMIC_TOPIC_CONFIG")
-    check_described(checks, name, values(describe(admin, topic, args, config_filter="all")), expected)
+    check_described(checks, name, settled(admin, topic, args, expected), expected)
 
     name = "alter_configs (IncrementalAlterConfigs: SET, APPEND)"
     answer = alter(admin, topic, {"cleanup.policy": ("APPEND", "delete"), "min.cleanable.dirty.ratio": "0.25"})
     checks.check(name, answer == "OK", f"answer {answer}")
     expected["cleanup.policy"] = ("compact,delete", "DYNAMIC_TOPIC_CONFIG")
     expected["min.cleanable.dirty.ratio"] = ("0.25", "DYNAMIC_TOPIC_CONFIG")
-    check_described(checks, name, values(describe(admin, topic, args, config_filter="all")), expected)
+    check_described(checks, name, settled(admin, topic, args, expected), expected)
 
     name = "reset_configs (IncrementalAlterConfigs: DELETE)"
     answer = admin.reset_configs([ConfigResource("TOPIC", topic, configs=["segment.bytes"])])["topic"][topic]
     checks.check(name, answer == "OK", f"answer {answer}")
     expected["segment.bytes"] = ("1073741824", "DEFAULT_CONFIG")
-    check_described(checks, name, values(describe(admin, topic, args, config_filter="all")), expected)
+    check_described(checks, name, settled(admin, topic, args, expected), expected)
 
     name = "validate_only changes nothing"
     answer = alter(admin, topic, {"retention.ms": "1000"}, validate_only=True)
     checks.check(name, answer == "OK", f"answer {answer}")
     answer = alter(admin, topic, {"retention.ms": "1000"}, validate_only=True, incremental=False)
     checks.check(name, answer == "OK", f"answer (AlterConfigs) {answer}")
-    check_described(checks, name, values(describe(admin, topic, args, config_filter="all")), expected)
+    check_described(checks, name, settled(admin, topic, args, expected), expected)
 
     name = "a bad value is INVALID_CONFIG"
     answer = alter(admin, topic, {"retention.ms": "abc"})
@@ -149,7 +162,7 @@ def check_alters(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any)
         checks.fail(name, "raise_on_unknown=True did not refuse an unknown name")
     except ValueError:
         checks.check(name, True)
-    check_described(checks, name, values(describe(admin, topic, args, config_filter="all")), expected)
+    check_described(checks, name, settled(admin, topic, args, expected), expected)
 
 
 def check_broker(checks: Checks, admin: KafkaAdminClient) -> None:
