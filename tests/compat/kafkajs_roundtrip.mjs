@@ -272,6 +272,14 @@ async function configs() {
   await describe('admin.describeConfigs (after validateOnly)')
   await call('admin.alterConfigs', () =>
     admin.alterConfigs({ validateOnly: false, resources: [{ ...resource, configEntries: plan.altered.map(([name, value]) => ({ name, value })) }] }))
+  // Kafka answers an alter once its controller committed it and applies it from the metadata
+  // log a moment later: wait (up to 5 s) for a describe that shows the altered values.
+  for (let tries = 0; tries < 50; tries++) {
+    const answer = await admin.describeConfigs({ resources: [resource], includeSynonyms: false })
+    const entries = answer.resources[0].configEntries
+    if (plan.altered.every(([name, value]) => entries.some((e) => e.configName === name && e.configValue === value))) break
+    await sleep(100)
+  }
   await describe('admin.describeConfigs (altered)')
   await call('admin.alterConfigs (a bad value)', () =>
     admin.alterConfigs({ validateOnly: false, resources: [{ ...resource, configEntries: [{ name: 'retention.ms', value: 'x' }] }] }))
