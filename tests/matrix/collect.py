@@ -119,8 +119,9 @@ def render(table: dict, peers: list[str]) -> str:
             elif results == {"skip"}:
                 row.append(f"–<sup>{note(next(iter(cells.values())).detail)}</sup>")
             else:
-                bad = [f"{PEER_TITLES.get(peer, peer)}: {cell.result}" for peer, cell in cells.items()
-                       if cell.result != "pass"]
+                bad = [f"{PEER_TITLES.get(peer, peer)}: {cell.result}"
+                       + (f" ({cell.detail[:200]})" if cell.detail else "")
+                       for peer, cell in cells.items() if cell.result != "pass"]
                 row.append(f"✗<sup>{note('; '.join(bad))}</sup>")
         lines.append(f"| {client['name']} | " + " | ".join(row) + " |")
     legend = [
