@@ -97,14 +97,14 @@ CAUSES = {
         "5.7-5.9 MiB"
     ),
     ("peak_rss", "*"): (
-        "fetch responses assembled whole, twice. kgo asks for up to 50 MB per fetch and 1 MiB per partition, "
-        "so each of the consume row's fetches answers about 27.5 MB: the records are copied into a per-"
-        "connection scratch buffer (`handler/fetch.rs`, `read_all` into `Buffers::scratch`) and then encoded "
-        "into the output buffer (`connection.rs`): the consume row adds about 70 MiB to Tidepool's RSS and "
-        "some 2 MiB to the mock's, whose fetch answers are about 1.5 MB (the cost table's RSS after each row "
-        "and page faults). With responses capped at 4 MiB (tried in a scratch copy) the peak is 145 MiB "
-        "instead of 204 MiB, the consume row's broker page faults drop from about 18,000 to 3,000-4,500 and "
-        "its broker CPU from 110 to 75 ms, at the same throughput"
+        "fetch responses are assembled in memory, twice: the records are copied into a per-connection "
+        "scratch buffer (`handler/fetch.rs`, `read_all` into `Buffers::scratch`) and then encoded into the "
+        "output buffer (`connection.rs`), where the mock and Kafka write records from storage. Since "
+        "`fetch_response_bytes_max` (4 MiB of records per answer; kgo asked for up to 50 MB, 1 MiB per "
+        "partition) the consume row adds tens of MiB rather than 70 (peak 142 MiB against 204 before); "
+        "the rest of the gap to the mock is the produce row's stored records (both keep every byte in "
+        "memory) plus those buffers. Writing records to the socket straight from the log needs the "
+        "hand-written Fetch encoder noted under Throughput"
     ),
 }
 
