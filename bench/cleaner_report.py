@@ -12,10 +12,9 @@ With --write FILE, replaces the text between the two markers below in FILE (appe
 """
 import argparse
 import datetime
-import os
 import sys
 
-from report import git_revision, machine, parse
+from report import git_revision, machine, parse, write_section
 
 BEGIN = "<!-- bench:cleaner:begin (written by scripts/bench; edit around it, not inside) -->"
 END = "<!-- bench:cleaner:end -->"
@@ -101,16 +100,7 @@ def console(grouped):
 
 
 def write(path, section):
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as out:
-        out.write(text)
-
+    write_section(path, BEGIN, END, section)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)

@@ -13,7 +13,7 @@ import datetime
 import statistics
 import sys
 
-from report import git_revision, machine, parse
+from report import git_revision, machine, parse, write_section
 
 BEGIN = "<!-- bench:client:begin (written by scripts/bench; edit around it, not inside) -->"
 END = "<!-- bench:client:end -->"
@@ -93,18 +93,8 @@ def markdown(rows, args):
 
 
 def write(path, section):
-    with open(path) as f:
-        text = f.read()
-    if BEGIN in text and END in text:
-        start = text.index(BEGIN)
-        end = text.index(END) + len(END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(path, BEGIN, END, section)
     print(f"wrote the client results of {path}")
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)

@@ -13,7 +13,7 @@ import datetime
 import statistics
 import sys
 
-from report import git_revision, machine, parse
+from report import git_revision, machine, parse, write_section
 
 BEGIN = "<!-- bench:peers:begin -->"
 END = "<!-- bench:peers:end -->"
@@ -303,18 +303,8 @@ def markdown(rows, args):
 
 
 def write(path, section):
-    with open(path) as f:
-        text = f.read()
-    begin = text.find("<!-- bench:peers:begin")
-    end = text.find(END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + section + text[end + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    write_section(path, BEGIN, END, section)
     print(f"wrote the peers results of {path}")
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)

@@ -269,17 +269,22 @@ def markdown(rows, present, throughput, startup, details, verdicts, args):
     return "\n".join(out)
 
 
-def write(path, section):
+def write_section(path, begin, end, section):
+    """Replaces the text from `begin` to `end` in the file at `path` with `section` (which carries
+    both markers), or appends it when the markers are absent."""
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
         text = before + section + after
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(path, "w") as out:
         out.write(text)
 
+
+def write(path, section):
+    write_section(path, BEGIN, END, section)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)

@@ -73,6 +73,8 @@ impl ProduceOutcome {
 struct Refusal {
     error: ResponseError,
     message: String,
+    /// Refused record by record, as Kafka's log validation does (`record_errors` then name them).
+    per_record: bool,
     record_errors: Vec<(i32, String)>,
 }
 
@@ -81,7 +83,36 @@ impl Refusal {
         Refusal {
             error,
             message: message.into(),
+            per_record: false,
             record_errors: Vec::new(),
+        }
+    }
+
+    /// Kafka's refusal of records one by one: INVALID_TIMESTAMP has its own summary; any other
+    /// lists the first three record errors.
+    fn per_record(error: ResponseError, record_errors: Vec<(i32, String)>) -> Refusal {
+        let message = if error == ResponseError::InvalidTimestamp {
+            "One or more records have been rejected due to invalid timestamp".to_owned()
+        } else {
+            let shown: Vec<String> = record_errors
+                .iter()
+                .take(3)
+                .map(|(index, message)| {
+                    format!("RecordError(batchIndex={index}, message='{message}')")
+                })
+                .collect();
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and \
+                 only showing the first three errors at most: [{}]",
+                record_errors.len(),
+                shown.join(", ")
+            )
+        };
+        Refusal {
+            error,
+            message,
+            per_record: true,
+            record_errors,
         }
     }
 }
@@ -154,6 +185,33 @@ fn all_keyed(batch: &[u8]) -> bool {
         .is_ok_and(|records| records.iter().all(|record| record.key.is_some()))
 }
 
+/// Kafka's per-record errors for keyless records on a compacted topic, over every batch of the
+/// entry: each record's index in its batch, and the message naming the partition.
+fn keyless_record_errors(records: &[u8], name: PartitionName<'_>) -> Vec<(i32, String)> {
+    let Ok(ranges) = batch::split(records) else {
+        return Vec::new();
+    };
+    ranges
+        .into_iter()
+        .filter_map(|range| {
+            tidepool_protocol::records::decode(&records[range], &DecodeLimits::default()).ok()
+        })
+        .flat_map(|batch| {
+            batch
+                .into_iter()
+                .enumerate()
+                .filter(|(_, record)| record.key.is_none())
+                .map(|(index, _)| {
+                    let message = format!(
+                        "Compacted topic cannot accept message without key in topic partition {name}"
+                    );
+                    (index as i32, message)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -213,7 +271,7 @@ impl Partition {
                 now_ms,
                 producers_max,
             };
-            state.produce(records, context)
+            state.produce(records, context, self.name())
         };
         if outcome.error.is_none() {
             self.wake_watchers();
@@ -223,11 +281,31 @@ impl Partition {
 
     /// Validates and appends the record set of one Produce partition entry.
     pub fn produce(&self, records: &Bytes, context: AppendContext) -> ProduceOutcome {
-        let outcome = self.state().produce(records, context);
+        let outcome = self.state().produce(records, context, self.name());
         if outcome.error.is_none() {
             self.wake_watchers();
         }
         outcome
+    }
+
+    fn name(&self) -> PartitionName<'_> {
+        PartitionName {
+            topic: &self.topic,
+            index: self.index,
+        }
+    }
+}
+
+/// `topic-partition`, as Kafka's record errors name a partition; formatted only for an error.
+#[derive(Debug, Clone, Copy)]
+struct PartitionName<'a> {
+    topic: &'a str,
+    index: i32,
+}
+
+impl std::fmt::Display for PartitionName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.index)
     }
 }
 
@@ -357,18 +435,23 @@ impl PartitionState {
         Ok(())
     }
 
-    fn produce(&mut self, records: &Bytes, context: AppendContext) -> ProduceOutcome {
+    fn produce(
+        &mut self,
+        records: &Bytes,
+        context: AppendContext,
+        name: PartitionName<'_>,
+    ) -> ProduceOutcome {
         if let Err(error) = self.check_leader(context.node_id, -1) {
             return ProduceOutcome::failed(error, error.to_string());
         }
         if let Some(why) = &self.poisoned {
             return ProduceOutcome::failed(ResponseError::KafkaStorageError, why.clone());
         }
-        let headers = match self.validate(records, context.now_ms) {
+        let headers = match self.validate(records, context.now_ms, name) {
             Ok(headers) => headers,
             Err(refusal) => {
                 let mut outcome = ProduceOutcome::failed(refusal.error, refusal.message);
-                if !refusal.record_errors.is_empty() {
+                if refusal.per_record {
                     // Kafka refuses records inside the log, so it names the log start offset.
                     outcome.log_start_offset = self.log.log_start_offset();
                     outcome.record_errors = refusal.record_errors;
@@ -408,6 +491,7 @@ impl PartitionState {
         &self,
         records: &Bytes,
         now_ms: i64,
+        name: PartitionName<'_>,
     ) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, Refusal> {
         let ranges = batch::split(records)
             .map_err(|error| Refusal::new(ResponseError::CorruptMessage, error.to_string()))?;
@@ -433,9 +517,9 @@ impl PartitionState {
                 ));
             }
             if self.config.cleanup_policy.compact && !all_keyed(bytes) {
-                return Err(Refusal::new(
+                return Err(Refusal::per_record(
                     ResponseError::InvalidRecord,
-                    "Compacted topic cannot accept message without key",
+                    keyless_record_errors(records, name),
                 ));
             }
             if header.is_transactional() || header.is_control() {
@@ -494,11 +578,10 @@ impl PartitionState {
         if record_errors.is_empty() {
             return Ok(());
         }
-        Err(Refusal {
-            error: ResponseError::InvalidTimestamp,
-            message: "One or more records have been rejected due to invalid timestamp".into(),
+        Err(Refusal::per_record(
+            ResponseError::InvalidTimestamp,
             record_errors,
-        })
+        ))
     }
 
     /// Appends one batch unless it is a duplicate; returns its base offset and append time.

@@ -49,7 +49,7 @@ from aiokafka_common import (
     wait_for_partitions,
 )
 from compat_common import Cells, Checks, Deadline, parse_args, run_main, unique_topic
-from configs_common import BROKER_DEFAULTS, CREATED_WITH, KAFKA_DEFAULTS, check_described
+from configs_common import ALTER_APPLIED_S, BROKER_DEFAULTS, CREATED_WITH, KAFKA_DEFAULTS, check_described, shows
 
 TOPIC_ALREADY_EXISTS = 36
 INVALID_PARTITIONS = 37
@@ -94,12 +94,10 @@ def values(configs: dict[str, dict[str, Any]]) -> dict[str, tuple[str | None, st
 
 
 async def settled(admin: AIOKafkaAdminClient, topic: str, timeout: float, expected: dict) -> dict:
-    """The topic's configs once they show `expected`, or after a few seconds as they are: Kafka
-    answers an alter once its controller committed it, and the broker applies it from the
-    metadata log a moment later, so a describe straight after may still show the old value."""
-    deadline = Deadline(5.0)
+    """The topic's configs once they show `expected` (see ALTER_APPLIED_S), else as they are."""
+    deadline, ready = Deadline(ALTER_APPLIED_S), shows(expected)
     current = values(await describe_topic(admin, topic, timeout))
-    while not deadline.expired() and any(current.get(key) != want for key, want in expected.items()):
+    while not ready(current) and not deadline.expired():
         await asyncio.sleep(0.1)
         current = values(await describe_topic(admin, topic, timeout))
     return current

@@ -72,6 +72,17 @@ def retry(deadline: Deadline, attempt: Callable[[], T], ready: Callable[[T], boo
         time.sleep(0.1)
 
 
+# Kafka answers an alter once its controller committed it and applies it from the metadata log a
+# moment later, so a describe straight after may still show the old value: read-backs wait this
+# long for what they expect (Tidepool applies before answering, so it shows at once).
+ALTER_APPLIED_S = 5.0
+
+
+def shows(expected: dict[str, tuple[str, str]]) -> Callable[[dict[str, tuple[str | None, str]]], bool]:
+    """Whether described configs (name -> (value, source)) show every expected pair."""
+    return lambda described: all(described.get(key) == want for key, want in expected.items())
+
+
 def mock_skip(checks: Checks, peer: Any, names: list[str]) -> bool:
     """The mock cluster cannot create topics (no controller), so nothing here can run."""
     reason = peer.lacks("admin-controller")

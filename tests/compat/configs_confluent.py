@@ -21,7 +21,6 @@ for the topic, partition and offset calls): pass when every check here passed.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import confluent_kafka
@@ -38,12 +37,14 @@ from confluent_kafka.admin import (
 
 from compat_common import Cells, Checks, Deadline, parse_args, run_main, unique_topic
 from configs_common import (
+    ALTER_APPLIED_S,
     BROKER_DEFAULTS,
     CREATED_WITH,
     KAFKA_DEFAULTS,
     check_described,
     mock_skip,
     retry,
+    shows,
 )
 
 CLIENT = f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
@@ -134,15 +135,7 @@ def check_alters(checks: Checks, admin: AdminClient, topic: str, args: Any) -> N
         return values(describe(admin, ConfigResource(ResourceType.TOPIC, topic), args))
 
     def described() -> dict[str, tuple[str | None, str]]:
-        # Kafka answers IncrementalAlterConfigs once its controller committed the change, and a
-        # broker applies it from the metadata log a moment later, so a describe straight after
-        # may still show the old value: wait (a few seconds at most) for what is expected.
-        deadline = time.monotonic() + 5.0
-        current = described_once()
-        while time.monotonic() < deadline and any(current.get(key) != want for key, want in expected.items()):
-            time.sleep(0.1)
-            current = described_once()
-        return current
+        return retry(Deadline(ALTER_APPLIED_S), described_once, shows(expected))
 
     expected = {name: (value, "DYNAMIC_TOPIC_CONFIG") for name, value in CREATED_WITH.items()}
 

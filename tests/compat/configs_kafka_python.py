@@ -25,7 +25,6 @@ kafka-python specifics:
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import kafka
@@ -33,12 +32,14 @@ from kafka.admin import ConfigResource, KafkaAdminClient, NewTopic
 
 from compat_common import Cells, Checks, Deadline, parse_args, run_main, unique_topic
 from configs_common import (
+    ALTER_APPLIED_S,
     BROKER_DEFAULTS,
     CREATED_WITH,
     KAFKA_DEFAULTS,
     check_described,
     mock_skip,
     retry,
+    shows,
 )
 
 CLIENT = f"kafka-python {kafka.__version__}"
@@ -108,15 +109,10 @@ def check_created(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any
 
 
 def settled(admin: KafkaAdminClient, topic: str, args: Any, expected: dict) -> dict[str, tuple[str | None, str]]:
-    """The topic's configs once they show `expected`, or after a few seconds as they are: Kafka
-    answers an alter once its controller committed it, and the broker applies it from the
-    metadata log a moment later, so a describe straight after may still show the old value."""
-    deadline = time.monotonic() + 5.0
-    current = values(describe(admin, topic, args, config_filter="all"))
-    while time.monotonic() < deadline and any(current.get(key) != want for key, want in expected.items()):
-        time.sleep(0.1)
-        current = values(describe(admin, topic, args, config_filter="all"))
-    return current
+    """The topic's configs once they show `expected` (see ALTER_APPLIED_S), else as they are."""
+    return retry(
+        Deadline(ALTER_APPLIED_S), lambda: values(describe(admin, topic, args, config_filter="all")), shows(expected)
+    )
 
 
 def check_alters(checks: Checks, admin: KafkaAdminClient, topic: str, args: Any) -> None:

@@ -13,9 +13,6 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
-use tidepool_protocol::batch;
-use tidepool_protocol::records::{DecodeLimits, decode};
-
 use crate::cluster::{Refusal, Topic};
 use crate::partition::{AppendContext, ProduceOutcome};
 use crate::server::Node;
@@ -49,7 +46,6 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
         let topic = resolve(node, version, &topic_data);
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for partition_data in topic_data.partition_data {
-            let mut record_errors = Vec::new();
             let outcome = match (&topic, refusal) {
                 (_, Some(error)) => failure(error),
                 (Err(refusal), None) => failure(refusal.error),
@@ -64,16 +60,6 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
                             failure(ResponseError::InvalidRecord)
                         } else {
                             let mut outcome = partition.produce(&records, context);
-                            if outcome.error == Some(ResponseError::InvalidRecord)
-                                && outcome.error_message.as_deref() == Some(KEYLESS_IN_COMPACTED)
-                            {
-                                // As Kafka's record validation answers: each keyless record,
-                                // a summary, and the log start offset.
-                                let name = format!("{}-{}", topic.name, partition_data.index);
-                                record_errors = keyless_record_errors(&records, &name);
-                                outcome.error_message = Some(summary(&record_errors));
-                                outcome.log_start_offset = partition.state().log.log_start_offset();
-                            }
                             if outcome.error.is_some_and(producer_state_error) {
                                 // Kafka reports the log start offset with these refusals,
                                 // and no message.
@@ -87,11 +73,17 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
                 },
             };
             any_error |= outcome.error.is_some();
-            record_errors.extend(outcome.record_errors.iter().map(|(index, message)| {
-                BatchIndexAndErrorMessage::default()
-                    .with_batch_index(*index)
-                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
-            }));
+            let record_errors = outcome
+                .record_errors
+                .iter()
+                .map(|(index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(
+                            message.clone(),
+                        )))
+                })
+                .collect();
             let mut answer = partition_response(
                 node,
                 version,
@@ -134,56 +126,6 @@ fn resolve(
             });
     }
     node.cluster.topic_or_auto_create(&topic_data.name.0)
-}
-
-/// The refusal of a keyless record on a compacted topic (from the partition's validation).
-const KEYLESS_IN_COMPACTED: &str = "Compacted topic cannot accept message without key";
-
-/// Kafka's per-record errors for keyless records on a compacted topic: each record's index in
-/// its batch, and the message naming the partition (`topic-partition`).
-fn keyless_record_errors(records: &[u8], partition: &str) -> Vec<BatchIndexAndErrorMessage> {
-    let Ok(ranges) = batch::split(records) else {
-        return Vec::new();
-    };
-    ranges
-        .into_iter()
-        .filter_map(|range| decode(&records[range], &DecodeLimits::default()).ok())
-        .flat_map(|batch| {
-            batch
-                .into_iter()
-                .enumerate()
-                .filter(|(_, record)| record.key.is_none())
-                .map(|(index, _)| {
-                    BatchIndexAndErrorMessage::default()
-                        .with_batch_index(index as i32)
-                        .with_batch_index_error_message(Some(StrBytes::from_string(format!(
-                            "{KEYLESS_IN_COMPACTED} in topic partition {partition}"
-                        ))))
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Kafka's top-level message for records refused one by one (the first three are shown).
-fn summary(errors: &[BatchIndexAndErrorMessage]) -> String {
-    let shown: Vec<String> = errors
-        .iter()
-        .take(3)
-        .map(|error| {
-            format!(
-                "RecordError(batchIndex={}, message='{}')",
-                error.batch_index,
-                error.batch_index_error_message.as_deref().unwrap_or("")
-            )
-        })
-        .collect();
-    format!(
-        "One or more records have been rejected due to {} record errors in total, and only \
-         showing the first three errors at most: [{}]",
-        errors.len(),
-        shown.join(", ")
-    )
 }
 
 /// Refusals Kafka makes inside the log (it answers them with the partition's log start
