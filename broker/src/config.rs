@@ -63,6 +63,24 @@ pub struct Config {
     /// Distinct keys one compaction pass may map (Kafka's dedupe buffer, 128 MiB by
     /// default, holds about 5.6 million); a partition with more is cleaned in parts.
     pub cleaner_keys_max: usize,
+    /// Breaks a guarantee on purpose, for the simulator's known-bad variants (issue 8), so a
+    /// test can show the checker catches the breakage. Nothing but tidepool-sim sets it;
+    /// `tidepool serve` has no flag for it. The default breaks nothing.
+    pub sabotage: Sabotage,
+}
+
+/// Guarantees the broker breaks on purpose when asked (see [`Config::sabotage`]). Chosen at
+/// run time, never by a cargo feature: features unify across the workspace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Acknowledge produces without the fsync that `flush.messages` asks for before the
+    /// answer; the sync is left to the `flush.ms` flusher, a roll or a clean stop (if any).
+    /// A crash in between loses acknowledged records.
+    pub ack_before_fsync: bool,
+    /// On open, do not rebuild idempotent producers' state (sequence numbers, last batches)
+    /// from the log: a producer retrying a batch that was written before a crash gets it
+    /// appended a second time.
+    pub forget_producer_state: bool,
 }
 
 impl Default for Config {
@@ -92,6 +110,7 @@ impl Default for Config {
             cleaner_backoff_ms: 15_000,
             retention_check_interval_ms: 300_000,
             cleaner_keys_max: 4_000_000,
+            sabotage: Sabotage::default(),
         }
     }
 }

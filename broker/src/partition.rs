@@ -5,12 +5,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use tidepool_io::crash_point;
 use tidepool_protocol::batch::{self, BatchHeader};
 use tidepool_protocol::records::DecodeLimits;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::{TimestampType, TopicConfig};
+use crate::config::{Sabotage, TimestampType, TopicConfig};
 use crate::log::compact::{CompactionParams, CompactionStats};
 use crate::log::{Log, LogConfig, RetentionStats};
 use crate::producer_state::{ProducerStates, RememberedBatch, SequenceCheck};
@@ -42,6 +43,8 @@ pub struct PartitionState {
     /// Set by a failed write or fsync: what was acknowledged may not be on disk, so the
     /// partition refuses further writes rather than guess (redb's rule).
     poisoned: Option<String>,
+    /// Guarantees broken on purpose (the broker's `Config::sabotage`); none by default.
+    sabotage: Sabotage,
 }
 
 /// What a Produce response says for one partition.
@@ -329,27 +332,34 @@ impl PartitionState {
             unflushed_records: 0,
             oldest_unflushed_ms: None,
             poisoned: None,
+            sabotage: Sabotage::default(),
         }
     }
 
+    /// Breaks guarantees on purpose, for the simulator's known-bad variants (see
+    /// `Config::sabotage`).
+    pub fn set_sabotage(&mut self, sabotage: Sabotage) {
+        self.sabotage = sabotage;
+    }
+
     /// Fsyncs the log when `flush.messages` records or `flush.ms` of time are unflushed
-    /// (`force` fsyncs whatever is unflushed, for a clean stop).
-    pub fn flush_if_due(&mut self, now_ms: i64, force: bool) -> Result<(), ResponseError> {
+    /// (`force` fsyncs whatever is unflushed, for a clean stop). Returns whether it synced.
+    pub fn flush_if_due(&mut self, now_ms: i64, force: bool) -> Result<bool, ResponseError> {
         let Some(oldest) = self.oldest_unflushed_ms else {
-            return Ok(());
+            return Ok(false);
         };
         let due = force
             || self.unflushed_records >= self.config.flush_messages
             || now_ms.saturating_sub(oldest) >= self.config.flush_ms;
         if !due {
-            return Ok(());
+            return Ok(false);
         }
         if let Err(error) = self.log.sync() {
             return Err(self.poison(format!("fsync failed: {error}")));
         }
         self.unflushed_records = 0;
         self.oldest_unflushed_ms = None;
-        Ok(())
+        Ok(true)
     }
 
     /// One compaction pass if the topic is compacted (`force` ignores the dirty ratio).
@@ -472,9 +482,16 @@ impl PartitionState {
         }
         let (base_offset, log_append_time_ms) = first.unwrap_or((-1, -1));
         // With flush.messages=1 this fsyncs before the answer, so an acknowledged batch
-        // survives a crash of the process or the machine.
-        if let Err(error) = self.flush_if_due(context.now_ms, false) {
-            return ProduceOutcome::failed(error, "the append could not be made durable");
+        // survives a crash of the process or the machine. The ack_before_fsync sabotage
+        // skips it: the flusher, a roll or a clean stop syncs later, if anything does.
+        if !self.sabotage.ack_before_fsync {
+            match self.flush_if_due(context.now_ms, false) {
+                Ok(true) => crash_point!(self.log.disk(), "log.append.synced"),
+                Ok(false) => {}
+                Err(error) => {
+                    return ProduceOutcome::failed(error, "the append could not be made durable");
+                }
+            }
         }
         ProduceOutcome {
             error: None,

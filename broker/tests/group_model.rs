@@ -1811,7 +1811,7 @@ impl StateMachineTest for GroupAgainstModel {
             empty_retention: millis(600_000),
         };
         Harness {
-            group: Group::with_generation("g", model.initial_generation, limits),
+            group: Group::with_generation("g", model.initial_generation, None, limits),
             now: Duration::ZERO,
             parked_joins: BTreeSet::new(),
             parked_syncs: BTreeSet::new(),

@@ -632,3 +632,34 @@ async fn committed_offsets_and_generations_survive_a_restart() {
     broker.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Found by the simulator (`tidepool sim`, seed 280): a group restored without its protocol
+/// type looked never-joined and was forgotten at the first tick, so generations restarted at
+/// 1 and a zombie member of an old generation 1 could have committed again.
+#[tokio::test]
+async fn a_group_without_offsets_keeps_its_generation_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tidepool-groups-gen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = || {
+        Broker::builder()
+            .data_dir(&dir)
+            .config(Config::default())
+            .start()
+    };
+    let broker = start().await.unwrap();
+    create_topic(&mut Client::connect(&broker).await, "t", 1).await;
+    let mut client = coordinator_client(&broker, "g").await;
+    let (a, joined) = join(&mut client, "g", &["t"]).await;
+    sync(&mut client, "g", &a, joined.generation_id, vec![]).await;
+    drop(client);
+    broker.shutdown().await;
+
+    let broker = start().await.unwrap();
+    // Longer than the coordinator's housekeeping tick.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut client = coordinator_client(&broker, "g").await;
+    let (_, rejoined) = join(&mut client, "g", &["t"]).await;
+    assert_eq!(rejoined.generation_id, 2, "the generation continues");
+    broker.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

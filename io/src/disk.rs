@@ -81,6 +81,19 @@ pub trait Disk: Send + Sync + 'static {
     fn exists(&self, path: &Path) -> bool;
     /// Makes creations, renames and removals inside `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// A named step between two writes that must both land (a crash point, DESIGN.md §7):
+    /// the simulator's disk may crash its host right here, to test what recovery makes of the
+    /// state in between. Real disks do nothing. Call it through [`crate::crash_point!`].
+    fn crash_point(&self, _site: &'static str) {}
+
+    /// Whether to misbehave at the named site now: take a legal but unusual path a real Kafka
+    /// broker can take too (a short fetch, a retriable refusal), so clients are tested against
+    /// it. Only the simulator's disk ever answers yes, and only when its scenario enables
+    /// buggify; real disks answer no. Call it through [`crate::buggify!`].
+    fn buggify(&self, _site: &'static str) -> bool {
+        false
+    }
 }
 
 /// The real file system through `std::fs`.
@@ -499,6 +512,18 @@ impl DiskFile for MemHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_disks_never_crash_at_a_point_nor_misbehave() {
+        let mem = MemDisk::new();
+        crate::crash_point!(mem, "test.point");
+        assert!(!crate::buggify!(mem, "test.site"));
+        let shared: Arc<dyn Disk> = Arc::new(StdDisk);
+        crate::crash_point!(shared, "test.point");
+        assert!(!crate::buggify!(shared, "test.site"));
+        let borrowed: &dyn Disk = &mem;
+        assert!(!crate::buggify!(borrowed, "test.site"));
+    }
 
     /// Every behaviour below must hold for both implementations.
     fn exercise(disk: &dyn Disk, root: &Path) {

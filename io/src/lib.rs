@@ -35,6 +35,49 @@ pub use disk::{Disk, DiskFile, MemDisk, OpenMode, StdDisk};
 pub use entropy::{Entropy, SeededEntropy};
 pub use transport::{BoxStream, ByteStream, Listener, TokioTransport, Transport};
 
+/// Marks a crash point: a named step between two writes that must both land. Expands to
+/// `$disk.crash_point($name)` (see [`Disk::crash_point`]).
+///
+/// A macro rather than a bare call so that every site has one greppable spelling
+/// (`crash_point!(`), which is how the simulator's list of sites is checked against the code.
+/// Outside the simulation it is a no-op virtual call on the disk: no behaviour, no feature
+/// flag (DESIGN.md §2 forbids swapping seams by cargo feature).
+///
+/// ```
+/// use tidepool_io::{MemDisk, crash_point};
+/// let disk = MemDisk::new();
+/// crash_point!(disk, "example.between_writes");
+/// ```
+#[macro_export]
+macro_rules! crash_point {
+    ($disk:expr, $name:literal) => {{
+        #[allow(unused_imports)]
+        use $crate::Disk as _;
+        $disk.crash_point($name)
+    }};
+}
+
+/// Asks whether to misbehave at a named site now; expands to `$disk.buggify($name)` (see
+/// [`Disk::buggify`]).
+///
+/// A macro for the same reason as [`crash_point!`]: one greppable spelling for every site.
+/// Outside the simulation it is a virtual call that answers `false`, so the code behind it
+/// never runs in production.
+///
+/// ```
+/// use tidepool_io::{MemDisk, buggify};
+/// let disk = MemDisk::new();
+/// assert!(!buggify!(disk, "example.short_answer"));
+/// ```
+#[macro_export]
+macro_rules! buggify {
+    ($disk:expr, $name:literal) => {{
+        #[allow(unused_imports)]
+        use $crate::Disk as _;
+        $disk.buggify($name)
+    }};
+}
+
 /// A boxed, sendable future: the seams are object-safe so one `Env` can hold any implementation.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

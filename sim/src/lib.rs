@@ -3,8 +3,17 @@
 //!
 //! - `history`: what a run records, one JSON line per operation or fault.
 //! - `checker`: judges a history (pure; also reads histories recorded over real TCP).
-//! - `env`: the simulated seams: `SimDisk`, virtual clock, split entropy, turmoil transport.
+//! - `env`: the simulated seams: `SimDisk`, virtual clock, split entropy, turmoil transport,
+//!   fault sites (crash points and buggify).
+//! - `scenario`: what a run does: seed, swarm configuration, schedule of actions (proptest).
+//! - `runner`: runs a scenario in turmoil (safety phase, then heal) and judges its history.
+//! - `campaign`: many seeds at once; failing runs written to disk and replayed.
+//! - `report`: a timeline picture of a history and its findings.
 
+pub mod campaign;
 pub mod checker;
 pub mod env;
 pub mod history;
+pub mod report;
+pub mod runner;
+pub mod scenario;

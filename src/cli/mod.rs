@@ -4,10 +4,13 @@
 
 mod datetime;
 mod groups;
+mod sim;
 mod table;
 mod topics;
 
 use clap::{Args, Subcommand};
+
+pub use sim::{SimArgs, sim};
 use tidepool_client::{Admin, Client, ClientConfig};
 use tidepool_io::Env;
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use tidepool_io::buggify;
 
 use super::{Cluster, NodeInfo, TopicRequest};
 use crate::group::OFFSETS_TOPIC;
@@ -64,13 +65,22 @@ impl Cluster {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
-    /// Whether `node_id` coordinates `group_id`: NOT_COORDINATOR if another node does.
+    /// Whether `node_id` coordinates `group_id`, for a request about the group:
+    /// NOT_COORDINATOR if another node does. Buggify site `group.not_coordinator`: the
+    /// coordinator answers NOT_COORDINATOR anyway, as Kafka's does while its coordinator
+    /// partition moves (clients look the coordinator up again and retry).
     pub fn check_coordinator(&self, node_id: i32, group_id: &str) -> Result<(), ResponseError> {
-        let coordinator = self.coordinator_for(group_id)?;
-        if coordinator.id == node_id {
-            Ok(())
-        } else {
-            Err(ResponseError::NotCoordinator)
+        if !self.is_coordinator(node_id, group_id)? {
+            return Err(ResponseError::NotCoordinator);
         }
+        if buggify!(self.env.disk, "group.not_coordinator") {
+            return Err(ResponseError::NotCoordinator);
+        }
+        Ok(())
+    }
+
+    /// Whether `node_id` coordinates `group_id` (never buggified: ListGroups filters by it).
+    pub fn is_coordinator(&self, node_id: i32, group_id: &str) -> Result<bool, ResponseError> {
+        Ok(self.coordinator_for(group_id)?.id == node_id)
     }
 }

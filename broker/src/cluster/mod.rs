@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::ResponseError;
-use tidepool_io::Env;
+use tidepool_io::{Env, crash_point};
 use uuid::Uuid;
 
 use crate::config::{Config, TopicConfig};
@@ -366,6 +366,8 @@ impl Cluster {
             partitions: partitions_created,
             ..topic
         });
+        // The partitions' directories are durable; the topic is not recorded yet.
+        crash_point!(self.env.disk, "topic.create.logs_created");
         state.partitions_total += topic.partitions.len();
         state.topic_names_by_id.insert(id, topic.name.clone());
         state.topics.insert(topic.name.clone(), Arc::clone(&topic));
@@ -469,7 +471,7 @@ impl Cluster {
         })?;
         let leader_epoch = 0;
         log.assign_epoch(leader_epoch, 0);
-        let state = PartitionState::new(
+        let mut state = PartitionState::new(
             leader,
             leader_epoch,
             replicas,
@@ -477,6 +479,7 @@ impl Cluster {
             ProducerStates::default(),
             topic.config.clone(),
         );
+        state.set_sabotage(self.config.sabotage);
         Ok(Arc::new(Partition::new(
             &topic.name,
             topic.id,
@@ -504,6 +507,8 @@ impl Cluster {
             state.partitions_total -= topic.partitions.len();
             topic
         };
+        // Recorded as deleted; its files are still there.
+        crash_point!(self.env.disk, "topic.delete.recorded");
         self.remove_partition_files(&topic);
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
@@ -588,6 +593,8 @@ impl Cluster {
             partitions,
             internal: topic.internal,
         });
+        // The new partitions' directories are durable; they are not recorded yet.
+        crash_point!(self.env.disk, "partitions.create.logs_created");
         state.partitions_total += added;
         state.topics.insert(name.to_owned(), Arc::clone(&grown));
         if let Err(error) = self.persist(&state) {

@@ -113,6 +113,7 @@ fn open_topic(env: &Env, config: &Config, root: &Path, stored: &StoredTopic) -> 
             producers,
             topic_config.clone(),
         );
+        state.set_sabotage(config.sabotage);
         let log_end_offset = state.log.log_end_offset();
         state
             .log
@@ -149,7 +150,13 @@ fn open_log(
         // acknowledged, since a topic is recorded only after its directories exist.
         return Log::create(Arc::clone(&env.disk), dir, log_config, env.clock.wall_ms());
     }
+    let forget = config.sabotage.forget_producer_state;
     let mut rebuild = |header: &tidepool_protocol::batch::BatchHeader| {
+        if forget {
+            // Sabotage (a known-bad variant): retries of batches written before the restart
+            // are no longer recognised as duplicates.
+            return;
+        }
         let remembered = RememberedBatch {
             first_sequence: header.base_sequence,
             last_sequence: header.last_sequence(),

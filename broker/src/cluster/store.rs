@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tidepool_io::{Disk, OpenMode};
+use tidepool_io::{Disk, OpenMode, crash_point};
 use uuid::Uuid;
 
 pub const FILE_NAME: &str = "cluster.json";
@@ -93,7 +93,9 @@ pub fn save(disk: &dyn Disk, root: &Path, stored: &StoredCluster) -> io::Result<
     file.set_len(0)?;
     file.write_at(0, &bytes)?;
     file.sync()?;
+    crash_point!(disk, "cluster.store.written");
     disk.rename(&temporary, &root.join(FILE_NAME))?;
+    crash_point!(disk, "cluster.store.renamed");
     disk.sync_dir(root)
 }
 

@@ -174,3 +174,179 @@ fn cluster_ids_look_like_kafkas() {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     );
 }
+
+// ---- sabotage (known-bad variants for the simulator) -------------------------------------
+
+mod sabotage {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use tidepool_io::{Disk, DiskFile, MemDisk, OpenMode};
+    use tidepool_protocol::records::BatchBuilder;
+
+    use super::*;
+    use crate::config::Sabotage;
+    use crate::partition::AppendContext;
+
+    /// A `MemDisk` that counts file syncs.
+    #[derive(Default)]
+    struct CountingDisk {
+        inner: MemDisk,
+        syncs: Arc<AtomicUsize>,
+    }
+
+    struct CountingFile {
+        inner: Box<dyn DiskFile>,
+        syncs: Arc<AtomicUsize>,
+    }
+
+    impl Disk for CountingDisk {
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
+            Ok(Box::new(CountingFile {
+                inner: self.inner.open(path, mode)?,
+                syncs: Arc::clone(&self.syncs),
+            }))
+        }
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            self.inner.create_dir_all(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.inner.remove_file(path)
+        }
+        fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+            self.inner.remove_dir_all(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.inner.list(dir)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.inner.exists(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+    }
+
+    impl DiskFile for CountingFile {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.inner.write_at(offset, data)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            self.inner.sync()
+        }
+    }
+
+    fn open(disk: Arc<dyn Disk>, sabotage: Sabotage) -> Cluster {
+        let config = Config {
+            sabotage,
+            ..Config::default()
+        };
+        let env = Env::memory().with_disk(disk);
+        let cluster = Cluster::open(env, config, PathBuf::from("/data")).unwrap();
+        cluster.register_node(NodeInfo {
+            id: 1,
+            host: "127.0.0.1".into(),
+            port: 9001,
+        });
+        cluster
+    }
+
+    fn create_flushed_topic(cluster: &Cluster) -> Arc<Partition> {
+        let request = TopicRequest {
+            configs: vec![("flush.messages".to_owned(), "1".to_owned())],
+            ..request("orders", 1, 1)
+        };
+        cluster.create_topic(&request, false).unwrap();
+        cluster.topic("orders").unwrap().partitions[0].clone()
+    }
+
+    /// One record from idempotent producer 7, epoch 0, at `sequence`.
+    fn idempotent_batch(sequence: i32) -> Bytes {
+        let mut builder = BatchBuilder::new();
+        builder.producer(7, 0, sequence);
+        builder.append(
+            1_000,
+            Some(Bytes::from_static(b"key")),
+            Some(Bytes::from_static(b"value")),
+            Vec::new(),
+        );
+        builder.build().unwrap()
+    }
+
+    fn produce(partition: &Partition, batch: &Bytes) -> crate::partition::ProduceOutcome {
+        let context = AppendContext {
+            node_id: 1,
+            now_ms: 1_000,
+            producers_max: 100,
+        };
+        partition.produce(batch, context)
+    }
+
+    /// File syncs one acknowledged produce to a flush.messages=1 topic costs.
+    fn syncs_per_produce(sabotage: Sabotage) -> usize {
+        let disk = Arc::new(CountingDisk::default());
+        let cluster = open(disk.clone(), sabotage);
+        let partition = create_flushed_topic(&cluster);
+        let before = disk.syncs.load(Ordering::SeqCst);
+        let outcome = produce(&partition, &idempotent_batch(0));
+        assert_eq!((outcome.error, outcome.base_offset), (None, 0));
+        disk.syncs.load(Ordering::SeqCst) - before
+    }
+
+    #[test]
+    fn ack_before_fsync_acknowledges_without_the_sync_flush_messages_asks_for() {
+        assert_eq!(syncs_per_produce(Sabotage::default()), 1);
+        let sabotaged = Sabotage {
+            ack_before_fsync: true,
+            ..Sabotage::default()
+        };
+        assert_eq!(syncs_per_produce(sabotaged), 0);
+    }
+
+    /// Produces a batch, "kills" the broker (drops it without a clean stop), reopens the data
+    /// root with `sabotage` and sends the same batch again, as a producer retrying after a
+    /// lost answer does. Returns the retry's base offset and the log end offset after it.
+    fn retry_after_restart(sabotage: Sabotage) -> (i64, i64) {
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
+        let batch = idempotent_batch(0);
+        {
+            let cluster = open(Arc::clone(&disk), Sabotage::default());
+            let partition = create_flushed_topic(&cluster);
+            assert_eq!(produce(&partition, &batch).base_offset, 0);
+        }
+        let cluster = open(disk, sabotage);
+        let partition = cluster.topic("orders").unwrap().partitions[0].clone();
+        let outcome = produce(&partition, &batch);
+        assert_eq!(outcome.error, None);
+        let log_end_offset = partition.state().log.log_end_offset();
+        (outcome.base_offset, log_end_offset)
+    }
+
+    #[test]
+    fn forget_producer_state_appends_a_retried_batch_twice_after_a_restart() {
+        assert_eq!(
+            retry_after_restart(Sabotage::default()),
+            (0, 1),
+            "recognised as a duplicate"
+        );
+        let sabotaged = Sabotage {
+            forget_producer_state: true,
+            ..Sabotage::default()
+        };
+        assert_eq!(retry_after_restart(sabotaged), (1, 2), "appended again");
+    }
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
+use tidepool_io::crash_point;
 use tidepool_protocol::batch;
 use tidepool_protocol::records::{self as batch_records, BatchBuilder, DecodeLimits};
 use tokio::sync::oneshot;
@@ -360,6 +361,8 @@ impl GroupCoordinator {
             })
             .collect();
         append(cluster, group_id, records)?;
+        // In __consumer_offsets (durable as its flush policy says), not yet answered.
+        crash_point!(cluster.env.disk, "offsets.commit.appended");
         for (topic, partition, committed) in accepted {
             slot.offsets.insert((topic, partition), committed);
         }
@@ -587,7 +590,11 @@ impl GroupCoordinator {
             }
             (RecordKey::Group { group }, Some(RecordValue::Group(value))) => {
                 let slot = self.slot(slots, &group);
-                slot.group = Group::with_generation(&group, value.generation, self.limits);
+                // The protocol type comes back too: it is what keeps a memberless group
+                // listed (and its generation fencing) instead of forgotten at the next tick.
+                let protocol_type = Some(value.protocol_type).filter(|kind| !kind.is_empty());
+                slot.group =
+                    Group::with_generation(&group, value.generation, protocol_type, self.limits);
             }
             (RecordKey::Group { group }, None) => {
                 slots.remove(&group);

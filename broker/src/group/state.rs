@@ -238,16 +238,21 @@ pub struct Group {
 
 impl Group {
     pub fn new(id: &str, limits: GroupLimits) -> Group {
-        Group::with_generation(id, 0, limits)
+        Group::with_generation(id, 0, None, limits)
     }
 
     /// A group restored from storage: empty, at the generation it had.
-    pub fn with_generation(id: &str, generation: i32, limits: GroupLimits) -> Group {
+    pub fn with_generation(
+        id: &str,
+        generation: i32,
+        protocol_type: Option<String>,
+        limits: GroupLimits,
+    ) -> Group {
         Group {
             id: id.to_owned(),
             state: GroupState::Empty,
             generation,
-            protocol_type: None,
+            protocol_type,
             protocol_name: None,
             leader: None,
             members: BTreeMap::new(),

@@ -6,6 +6,7 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use tidepool_io::crash_point;
 
 use crate::server::Node;
 
@@ -46,6 +47,10 @@ pub fn handle(node: &Node, request: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .with_partitions(partitions)
         })
         .collect();
+    if moved {
+        // Segments below the new log start are gone; the log start is not recorded yet.
+        crash_point!(node.cluster.env.disk, "delete_records.applied");
+    }
     if moved && let Err(error) = node.cluster.record_metadata() {
         tracing::error!(%error, "recording moved log start offsets failed");
     }

@@ -31,7 +31,7 @@ pub fn handle(node: &Node, request: ListGroupsRequest) -> ListGroupsResponse {
         .filter(|(group_id, _, state)| {
             wanted_type
                 && wanted_state(state.name())
-                && node.cluster.check_coordinator(node.id, group_id).is_ok()
+                && node.cluster.is_coordinator(node.id, group_id) == Ok(true)
         })
         .map(|(group_id, protocol_type, state)| {
             ListedGroup::default()

@@ -12,6 +12,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use tidepool_io::buggify;
 
 use crate::cluster::{Refusal, Topic};
 use crate::partition::{AppendContext, ProduceOutcome};
@@ -58,6 +59,12 @@ pub fn handle(node: &Node, version: i16, request: ProduceRequest) -> Outcome {
                         if records.is_empty() {
                             // Kafka refuses a partition entry without batches.
                             failure(ResponseError::InvalidRecord)
+                        } else if acks == -1
+                            && buggify!(node.cluster.env.disk, "produce.not_enough_replicas")
+                        {
+                            // As Kafka refuses acks=all while the in-sync replicas are fewer
+                            // than min.insync.replicas: retriable, and nothing is appended.
+                            failure(ResponseError::NotEnoughReplicas)
                         } else {
                             let mut outcome = partition.produce(&records, context);
                             if outcome.error.is_some_and(producer_state_error) {

@@ -21,7 +21,7 @@ use std::io;
 use std::path::Path;
 
 use bytes::Bytes;
-use tidepool_io::{Disk, OpenMode};
+use tidepool_io::{Disk, OpenMode, crash_point};
 use tidepool_protocol::batch::{self, BatchHeader};
 use tidepool_protocol::records::{self, BatchBuilder, DecodeLimits, Record, TimestampType};
 
@@ -421,8 +421,11 @@ fn write_swap(disk: &dyn Disk, dir: &Path, sources: &[i64], output: &[u8]) -> io
         manifest.join(",").as_bytes(),
     )?;
     disk.sync_dir(dir)?;
+    crash_point!(disk, "cleaner.swap.written");
     disk.rename(&cleaned, &stem_path(dir, base, ".log.swap"))?;
-    disk.sync_dir(dir)
+    disk.sync_dir(dir)?;
+    crash_point!(disk, "cleaner.swap.committed");
+    Ok(())
 }
 
 /// Removes the source segments' files and puts the `.swap` in place as `B.log`.
@@ -435,11 +438,13 @@ fn finish_swap(disk: &dyn Disk, dir: &Path, base: i64, sources: &[i64]) -> io::R
             }
         }
     }
+    crash_point!(disk, "cleaner.swap.finished");
     disk.rename(
         &stem_path(dir, base, ".log.swap"),
         &stem_path(dir, base, ".log"),
     )?;
     disk.sync_dir(dir)?;
+    crash_point!(disk, "cleaner.swap.renamed");
     let manifest = stem_path(dir, base, ".sources");
     if disk.exists(&manifest) {
         disk.remove_file(&manifest)?;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tidepool_io::Disk;
+use tidepool_io::{Disk, crash_point};
 use tidepool_protocol::batch::{self, BatchHeader, HEADER_BYTES};
 use tidepool_protocol::records::{self, DecodeLimits, RecordTimestamp};
 
@@ -136,6 +136,9 @@ fn remove_segment_files(disk: &dyn Disk, dir: &Path, base: i64) -> io::Result<u6
         let path = dir.join(format!("{stem}.{suffix}"));
         if disk.exists(&path) {
             disk.remove_file(&path)?;
+        }
+        if suffix == "log" {
+            crash_point!(disk, "log.segment.log_removed");
         }
     }
     Ok(bytes)
@@ -287,6 +290,11 @@ impl Log {
         &self.dir
     }
 
+    /// The disk the log's files are on (for crash points and buggify sites above the log).
+    pub fn disk(&self) -> &dyn Disk {
+        self.disk.as_ref()
+    }
+
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
     }
@@ -317,13 +325,6 @@ impl Log {
             .expect("a log has a segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log has a segment")
-    }
-
     /// Appends one validated batch: assigns its offsets from the log end, stamps the leader
     /// epoch and, if given, LogAppendTime. Rolls the active segment first when it is full or old.
     pub fn append(
@@ -347,7 +348,13 @@ impl Log {
         let parsed = BatchHeader::parse(&header).map_err(io::Error::other)?;
         self.maybe_roll(batch.len() as u64, parsed.max_timestamp, now_ms)?;
         self.assign_epoch(leader_epoch, base_offset);
-        self.active_mut().append(&header, records)?;
+        let disk: &dyn Disk = self.disk.as_ref();
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment");
+        active.append(disk, &header, records)?;
         Ok(Appended {
             base_offset,
             last_offset: parsed.last_offset(),
@@ -390,6 +397,7 @@ impl Log {
         )?;
         self.segments.insert(base_offset, segment);
         self.directory_dirty = true;
+        crash_point!(self.disk, "log.roll.created");
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use tidepool_io::{Disk, DiskFile, OpenMode};
+use tidepool_io::{Disk, DiskFile, OpenMode, crash_point};
 use tidepool_protocol::batch::{BatchHeader, HEADER_BYTES};
 
 use super::index::{OffsetIndex, TimeIndex};
@@ -237,8 +237,8 @@ impl Segment {
     }
 
     /// Appends one whole batch, given as its header (base offset already this segment's next
-    /// offset) and its records.
-    pub fn append(&mut self, header: &[u8], records: &[u8]) -> io::Result<()> {
+    /// offset) and its records. `disk` is the one holding the segment, for its crash points.
+    pub fn append(&mut self, disk: &dyn Disk, header: &[u8], records: &[u8]) -> io::Result<()> {
         let parsed = BatchHeader::parse(header).map_err(io::Error::other)?;
         let batch_bytes = header.len() + records.len();
         assert_eq!(
@@ -248,9 +248,13 @@ impl Segment {
         assert_eq!(parsed.total_bytes(), batch_bytes);
         let position = self.size;
         self.file.write_at(position, header)?;
+        crash_point!(disk, "log.append.header");
         self.file
             .write_at(position + header.len() as u64, records)?;
-        self.account_batch(&parsed, position, batch_bytes as u64)
+        crash_point!(disk, "log.append.written");
+        self.account_batch(&parsed, position, batch_bytes as u64)?;
+        crash_point!(disk, "log.append.indexed");
+        Ok(())
     }
 
     /// Bookkeeping for a batch now stored at `position`: size, offsets, timestamps, indexes.

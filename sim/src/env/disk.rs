@@ -22,6 +22,13 @@
 //! Directories have identities, as inodes do: a directory removed and created again under
 //! the same name starts empty, and never gets the old one's durable entries back.
 //!
+//! - **Crash points.** With [`FaultSites`] attached ([`SimDisk::attach_fault_sites`]), each
+//!   `crash_point!` the code under test reaches is counted; when it fires an armed point, the
+//!   disk crashes itself right there (a random policy, from the crash stream given at
+//!   attachment; the report waits in [`SimDisk::take_point_crash`]) and *halts*: every
+//!   operation fails, as the process is gone, until [`SimDisk::resume`] (called before the
+//!   host restarts). `buggify!` sites are answered by the attached [`FaultSites`] too.
+//!
 //! What is not modelled: a sync that fails, a full disk, data lost *after* a sync, and
 //! renaming a directory (the broker never does; `rename` takes files only).
 
@@ -36,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tidepool_io::{Disk, DiskFile, Entropy, OpenMode};
 
 use super::entropy::{below, coin};
+use super::points::FaultSites;
 
 #[cfg(test)]
 mod tests;
@@ -112,6 +120,28 @@ pub struct SimDisk {
     tree: Mutex<Tree>,
     /// Bumped by every crash; a handle opened in an earlier generation fails.
     generation: Arc<AtomicU64>,
+    /// Crash points and buggify sites, once attached.
+    faults: Mutex<Option<Attached>>,
+    /// The crash point the disk crashed at, until `resume`: every operation fails meanwhile.
+    halted: Mutex<Option<&'static str>>,
+    /// What the crash at a crash point did, until taken.
+    point_crash: Mutex<Option<CrashReport>>,
+}
+
+/// What [`SimDisk::attach_fault_sites`] attached.
+#[derive(Clone)]
+struct Attached {
+    host: String,
+    sites: Arc<FaultSites>,
+    crash_entropy: Arc<dyn Entropy>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
 }
 
 type DirId = u64;
@@ -245,6 +275,51 @@ impl SimDisk {
                 next_id: ROOT + 1,
             }),
             generation: Arc::new(AtomicU64::new(0)),
+            faults: Mutex::new(None),
+            halted: Mutex::new(None),
+            point_crash: Mutex::new(None),
+        }
+    }
+
+    /// Sends this disk's crash points and buggify sites to `sites`, as host `host`'s. A crash
+    /// point that fires crashes the disk with a random policy drawn from `crash_entropy` and
+    /// halts it (see the module docs). Attaching again replaces the earlier attachment.
+    pub fn attach_fault_sites(
+        &self,
+        host: &str,
+        sites: Arc<FaultSites>,
+        crash_entropy: Arc<dyn Entropy>,
+    ) {
+        *lock(&self.faults) = Some(Attached {
+            host: host.to_owned(),
+            sites,
+            crash_entropy,
+        });
+    }
+
+    /// What the crash at a crash point did, once (None if no point fired since last taken).
+    pub fn take_point_crash(&self) -> Option<CrashReport> {
+        lock(&self.point_crash).take()
+    }
+
+    /// The crash point the disk crashed and halted at, if it is halted.
+    pub fn halted_at(&self) -> Option<&'static str> {
+        *lock(&self.halted)
+    }
+
+    /// Ends the halt after a crash point fired: the restarted host may use the disk again
+    /// (handles opened before the crash still fail).
+    pub fn resume(&self) {
+        *lock(&self.halted) = None;
+    }
+
+    /// Fails while the disk is halted at a crash point.
+    fn check_running(&self) -> io::Result<()> {
+        match self.halted_at() {
+            None => Ok(()),
+            Some(site) => Err(io::Error::other(format!(
+                "host crashed at crash point {site}"
+            ))),
         }
     }
 
@@ -517,6 +592,7 @@ impl Contents {
 
 impl Disk for SimDisk {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let (dir, name) = tree.find_parent(path)?;
         let inode = match tree.dir(dir).live.get(&name) {
@@ -550,6 +626,7 @@ impl Disk for SimDisk {
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let mut dir = ROOT;
         let mut walked = PathBuf::from("/");
@@ -570,6 +647,7 @@ impl Disk for SimDisk {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let (from_dir, from_name) = tree.find_parent(from)?;
         let (to_dir, to_name) = tree.find_parent(to)?;
@@ -599,6 +677,7 @@ impl Disk for SimDisk {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let (dir, name) = tree.find_parent(path)?;
         match tree.dir(dir).live.get(&name) {
@@ -615,6 +694,7 @@ impl Disk for SimDisk {
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let (dir, name) = tree.find_parent(path)?;
         match tree.dir(dir).live.get(&name) {
@@ -628,6 +708,7 @@ impl Disk for SimDisk {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.check_running()?;
         let tree = lock(&self.tree);
         let found = tree.find_dir(dir)?;
         // BTreeMap keys: already sorted.
@@ -635,10 +716,11 @@ impl Disk for SimDisk {
     }
 
     fn exists(&self, path: &Path) -> bool {
-        lock(&self.tree).lookup(path).is_some()
+        self.check_running().is_ok() && lock(&self.tree).lookup(path).is_some()
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check_running()?;
         let mut tree = lock(&self.tree);
         let found = tree.find_dir(dir)?;
         let directory = tree.dir_mut(found);
@@ -646,6 +728,27 @@ impl Disk for SimDisk {
         // Directories that only the old durable entries reached are unreachable now.
         tree.collect_garbage();
         Ok(())
+    }
+
+    /// Counts the hit; if it fires an armed point, crashes the disk now and halts it. A halted
+    /// disk's hits are not counted: they belong to an incarnation that is already gone.
+    fn crash_point(&self, site: &'static str) {
+        let Some(attached) = lock(&self.faults).clone() else {
+            return;
+        };
+        if self.halted_at().is_some() || !attached.sites.hit(&attached.host, site) {
+            return;
+        }
+        *lock(&self.halted) = Some(site);
+        let report = self.crash_with(CrashPolicy::Random, attached.crash_entropy.as_ref());
+        *lock(&self.point_crash) = Some(report);
+    }
+
+    fn buggify(&self, site: &'static str) -> bool {
+        let Some(attached) = lock(&self.faults).clone() else {
+            return false;
+        };
+        self.halted_at().is_none() && attached.sites.buggify(&attached.host, site)
     }
 }
 

@@ -36,6 +36,7 @@
 mod clock;
 mod disk;
 mod entropy;
+mod points;
 mod transport;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ use tidepool_io::{Entropy, Env};
 pub use clock::{SIM_EPOCH_MS, SimClock};
 pub use disk::{CrashMode, CrashPolicy, CrashReport, FileCrash, SimDisk, TornWrite};
 pub use entropy::{DISK, FAULTS, NETWORK, RunSeed, SimEntropy, WORKLOAD, below, coin};
+pub use points::{FaultSites, FiredPoint, OnFire};
 pub use transport::{HashingTransport, SimTransport, TraceEvent, TraceHash, first_divergence};
 
 /// The seams of host `host` in a run seeded by `seed`: turmoil TCP, virtual time without
