@@ -312,6 +312,12 @@ impl Driver<'_> {
     /// One turmoil step, then any crash point that fired is turned into a crash.
     fn step(&mut self) -> Result<(), String> {
         self.sim.step().map_err(|error| error.to_string())?;
+        self.crash_fired();
+        Ok(())
+    }
+
+    /// Crashes every host whose armed crash point fired (in a step, or in a control action).
+    fn crash_fired(&mut self) {
         for fired in self.shared.sites.take_fired() {
             self.fault(Fault::CrashPoint {
                 host: fired.host.clone(),
@@ -320,7 +326,6 @@ impl Driver<'_> {
             });
             self.crash(&fired.host, fired.host == BROKER);
         }
-        Ok(())
     }
 
     fn elapsed(&self) -> Duration {
@@ -369,9 +374,13 @@ pub fn run(scenario: &Scenario, variant: Variant) -> RunOutcome {
     {
         let all: Vec<String> = hosts.clone();
         sites.set_on_fire(Box::new(move |host: &str| {
-            // Nothing the halted incarnation does from here on may leave the host.
-            for peer in all.iter().filter(|peer| peer.as_str() != host) {
-                turmoil::partition(host, peer.as_str());
+            // Nothing the halted incarnation does from here on may leave the host. Outside a
+            // host (a control action the driver made) nothing runs until the driver, which
+            // crashes the host right after the action.
+            if turmoil::in_simulation() {
+                for peer in all.iter().filter(|peer| peer.as_str() != host) {
+                    turmoil::partition(host, peer.as_str());
+                }
             }
         }));
     }
@@ -495,6 +504,7 @@ fn drive(driver: &mut Driver<'_>, scenario: &Scenario) -> Result<(), String> {
             && Duration::from_millis(scenario.schedule[next].at_ms) <= driver.elapsed()
         {
             driver.apply(&scenario.schedule[next].action);
+            driver.crash_fired();
             next += 1;
         }
         driver.step()?;
