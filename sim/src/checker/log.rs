@@ -75,7 +75,14 @@ fn lost_and_unseen(facts: &Facts<'_>, findings: &mut Findings) {
 /// duplicate: one sent value seen (acknowledged or polled) at more than one position.
 fn duplicates(facts: &Facts<'_>, findings: &mut Findings) {
     for (value, positions) in &facts.positions {
-        if positions.len() < 2 {
+        // A sighting at an offset that was also seen holding another record is of a lost
+        // tail: the offset was handed out again. That rewrite is inconsistent-offsets (judged
+        // on its own); the value written again after the loss is not a second copy.
+        let kept = positions
+            .keys()
+            .filter(|(topic_partition, offset)| !rewritten(facts, topic_partition, *offset))
+            .count();
+        if kept < 2 {
             continue;
         }
         findings.add(Anomaly::Duplicate, || Witness {
@@ -87,6 +94,16 @@ fn duplicates(facts: &Facts<'_>, findings: &mut Findings) {
             detail: format!("value {value:?} is at {}", list_positions(positions.keys())),
         });
     }
+}
+
+/// Whether `offset` of `topic_partition` was seen holding more than one record: a lost tail's
+/// offset handed out again (reported as inconsistent-offsets).
+fn rewritten(facts: &Facts<'_>, topic_partition: &TopicPartition, offset: i64) -> bool {
+    facts
+        .held
+        .get(topic_partition)
+        .and_then(|offsets| offsets.get(&offset))
+        .is_some_and(|contents| contents.len() > 1)
 }
 
 /// inconsistent-offsets: one offset of a partition seen holding two different records.
@@ -146,8 +163,10 @@ fn compaction_moved_offsets(facts: &Facts<'_>, findings: &mut Findings) {
         let Some(positions) = facts.positions.get(value) else {
             continue;
         };
+        // A sighting in a lost tail (its offset rewritten since) is not a move by the cleaner.
         let moved = positions.iter().find(|((seen_partition, seen_offset), _)| {
-            *seen_partition != topic_partition || *seen_offset != offset
+            (*seen_partition != topic_partition || *seen_offset != offset)
+                && !rewritten(facts, seen_partition, *seen_offset)
         });
         if let Some(((seen_partition, seen_offset), &reader)) = moved {
             findings.add(Anomaly::CompactionMovedOffset, || Witness {

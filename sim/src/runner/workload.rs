@@ -36,6 +36,8 @@ pub const TOPIC: &str = "events";
 pub const GROUP: &str = "sim-group";
 /// Keys per topic: few enough that a compacted topic has something to compact.
 const KEYS: u64 = 7;
+/// On compacted topics, one send in this many is a tombstone.
+const TOMBSTONE_EVERY: u64 = 5;
 /// How long one group-member poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(40);
 
@@ -291,10 +293,17 @@ async fn send_one(producer: &Producer, host: &str, shared: &Arc<Shared>) {
     };
     let key = format!("k{}", number % KEYS);
     let value = format!("{host}-{number}");
-    let op = send_op(TOPIC, &key, &value);
-    let invoke = shared.invoke(host, Op::Send(op.clone()));
-    let record = ProducerRecord::new(TOPIC, Bytes::from(value.clone().into_bytes()))
+    // On a compacted topic every fifth send deletes its key, so the cleaner has tombstones to
+    // keep (and then drop) too.
+    let tombstone = shared.swarm.compacted && number % TOMBSTONE_EVERY == 0;
+    let mut op = send_op(TOPIC, &key, &value);
+    let mut record = ProducerRecord::new(TOPIC, Bytes::from(value.clone().into_bytes()))
         .key(Bytes::from(key.clone().into_bytes()));
+    if tombstone {
+        op.value = None;
+        record.value = None;
+    }
+    let invoke = shared.invoke(host, Op::Send(op.clone()));
     match producer.send(record).await {
         Ok(delivery) => {
             *lock(&shared.unsettled).entry(host.to_owned()).or_insert(0) += 1;
