@@ -144,6 +144,18 @@ pub fn run_campaign(
     threads: usize,
     progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
 ) -> CampaignResult {
+    run_campaign_keeping(seeds, variant, threads, None, progress)
+}
+
+/// Like [`run_campaign`], also writing every scenario's history to `histories/<seed>.jsonl`
+/// when `histories` is given (a failure to write one is reported in that scenario's summary).
+pub fn run_campaign_keeping(
+    seeds: Range<u64>,
+    variant: Variant,
+    threads: usize,
+    histories: Option<&Path>,
+    progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
+) -> CampaignResult {
     let next = AtomicU64::new(seeds.start);
     let done = AtomicU64::new(0);
     let results = Mutex::new(Vec::new());
@@ -156,11 +168,21 @@ pub fn run_campaign(
             }
             let scenario = Scenario::generate(seed, campaign_shape());
             let outcome = run(&scenario, variant);
+            let mut summary = outcome.summary();
+            if let Some(dir) = histories {
+                let path = dir.join(format!("{seed}.jsonl"));
+                if let Err(error) = fs::write(&path, outcome.history.to_jsonl()) {
+                    summary = format!(
+                        "{summary} (history not written to {}: {error})",
+                        path.display()
+                    );
+                }
+            }
             let result = ScenarioResult {
                 seed,
                 trace: outcome.trace,
                 anomalous: outcome.is_anomalous(),
-                summary: outcome.summary(),
+                summary,
             };
             if result.anomalous {
                 let mut first = lock(&first_failure);

@@ -6,6 +6,8 @@
 //! `sim: N scenarios, M anomalous, trace=HEX`. The exit status is 1 when any scenario is
 //! anomalous. The first failing scenario is shrunk, written to `DIR/<trace>.json` with its
 //! history and report, and drawn as a timeline in `DIR/<trace>.html`.
+//! `--keep-histories` also writes every scenario's history (JSON lines) to
+//! `DIR/histories/<seed>.jsonl`; `DIR/campaign.jsonl` always gets one line per scenario.
 //! `tidepool sim --replay FILE` runs a written failure again.
 
 use std::ops::Range;
@@ -16,7 +18,8 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tidepool_sim::campaign::{
-    CampaignResult, FAILURES_DIR, Failure, hex, replay, run_campaign, shrink_seed, write_failure,
+    CampaignResult, FAILURES_DIR, Failure, hex, replay, run_campaign_keeping, shrink_seed,
+    write_failure,
 };
 use tidepool_sim::report::report_html;
 use tidepool_sim::runner::RunOutcome;
@@ -40,6 +43,9 @@ pub struct SimArgs {
     /// Runs spent shrinking the first failure (0: keep it as generated).
     #[arg(long, default_value_t = 300)]
     shrink_budget: usize,
+    /// Also write every scenario's history to `DIR/histories/<seed>.jsonl`.
+    #[arg(long)]
+    keep_histories: bool,
     /// Run a failure written by an earlier campaign again, instead of a campaign.
     #[arg(long)]
     replay: Option<PathBuf>,
@@ -85,12 +91,24 @@ pub fn sim(args: SimArgs) -> anyhow::Result<bool> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let result = run_campaign(args.seeds.clone(), args.variant, threads, &|_, scenario| {
-        bar.inc(1);
-        if scenario.anomalous {
-            bar.println(format!("seed {}: {}", scenario.seed, scenario.summary));
-        }
-    });
+    let histories = args.out.join("histories");
+    if args.keep_histories {
+        std::fs::create_dir_all(&histories)
+            .with_context(|| format!("creating {}", histories.display()))?;
+    }
+    let keep = args.keep_histories.then_some(histories.as_path());
+    let result = run_campaign_keeping(
+        args.seeds.clone(),
+        args.variant,
+        threads,
+        keep,
+        &|_, scenario| {
+            bar.inc(1);
+            if scenario.anomalous {
+                bar.println(format!("seed {}: {}", scenario.seed, scenario.summary));
+            }
+        },
+    );
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
