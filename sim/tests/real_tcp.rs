@@ -48,8 +48,10 @@ async fn a_history_recorded_over_real_tcp_is_checked_from_its_file() {
 
     let path = std::env::temp_dir().join(format!("tidepool-real-tcp-{}.jsonl", std::process::id()));
     let sink = std::fs::File::create(&path).unwrap();
-    let mut meta = RunMeta::default();
-    meta.source = Some("sim/tests/real_tcp.rs".to_owned());
+    let meta = RunMeta {
+        source: Some("sim/tests/real_tcp.rs".to_owned()),
+        ..RunMeta::default()
+    };
     let recorder = Arc::new(Mutex::new(Recorder::with_sink(meta, sink)));
     let clock = SystemClock::new();
 
@@ -127,17 +129,18 @@ async fn a_history_recorded_over_real_tcp_is_checked_from_its_file() {
                 })
                 .collect(),
         };
-        let mut rec = recorder.lock().unwrap();
-        let invoke = rec.invoke(
-            now_ms(&clock),
-            "consumer",
-            Op::Poll(PollOp {
-                records: vec![],
-                ..poll.clone()
-            }),
-        );
-        rec.ok(now_ms(&clock), "consumer", invoke, Op::Poll(poll));
-        drop(rec);
+        {
+            let mut rec = recorder.lock().unwrap();
+            let invoke = rec.invoke(
+                now_ms(&clock),
+                "consumer",
+                Op::Poll(PollOp {
+                    records: vec![],
+                    ..poll.clone()
+                }),
+            );
+            rec.ok(now_ms(&clock), "consumer", invoke, Op::Poll(poll));
+        }
         let mut offsets = BTreeMap::new();
         for tp in consumer.assignment() {
             if let Some(position) = consumer.position(&tp) {
