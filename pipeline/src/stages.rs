@@ -1,0 +1,260 @@
+//! The shipped stages, three consumer groups reading `events.raw` in parallel as in the case
+//! study, and the outbox relay. Each stage's effect is one store transaction keyed by
+//! (stage, event id), so redelivery never applies it twice:
+//!
+//! - enrichment: adds derived fields and queues the enriched event for `events.enriched` (an
+//!   outbox row: the produce happens after the transaction, by the relay);
+//! - analytics: per-tenant, per-minute counts in the store;
+//! - persister: the event as a business row and, in the same transaction, an outbox row the
+//!   relay publishes to `events.persisted`.
+//!
+//! A new stage is a [`Handler`] and a group name: nothing upstream changes
+//! (`examples/new_stage.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tidepool_client::{BoxFuture, Producer, ProducerRecord};
+use tidepool_io::Clock;
+use tokio::sync::watch;
+
+use crate::event::Event;
+use crate::runtime::{Handler, HandlerError, Incoming, headers};
+use crate::store::{NewOutboxRow, Store, StoreError};
+use crate::topics;
+
+pub const ENRICHMENT: &str = "enrichment";
+pub const ANALYTICS: &str = "analytics";
+pub const PERSISTER: &str = "persister";
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The event a record carries, or why it is not one (a poison record: retried, then
+/// dead-lettered).
+pub fn parse_event(incoming: &Incoming) -> Result<Event, HandlerError> {
+    let value = incoming
+        .value
+        .as_deref()
+        .ok_or_else(|| HandlerError::new("record has no value"))?;
+    let event: Event = serde_json::from_slice(value)
+        .map_err(|error| HandlerError::new(format!("not an event: {error}")))?;
+    event.validate().map_err(HandlerError::new)?;
+    Ok(event)
+}
+
+fn store_error(error: StoreError) -> HandlerError {
+    HandlerError::new(format!("store: {error}"))
+}
+
+/// The start of the minute `timestamp_ms` falls in.
+pub fn minute_of(timestamp_ms: i64) -> i64 {
+    timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// The enriched form of an event: the original fields plus derived ones.
+pub fn enrich(event: &Event) -> serde_json::Value {
+    let payload_bytes = serde_json::to_vec(&event.payload).map_or(0, |bytes| bytes.len());
+    let payload_fields = event.payload.as_object().map_or(0, |object| object.len());
+    json!({
+        "id": event.id,
+        "tenant": event.tenant,
+        "type": event.kind,
+        "timestamp": event.timestamp,
+        "payload": event.payload,
+        "enriched": {
+            "minute": minute_of(event.timestamp),
+            "category": event.kind.split(['.', ':']).next().unwrap_or_default(),
+            "payload_fields": payload_fields,
+            "payload_bytes": payload_bytes,
+        }
+    })
+}
+
+/// Adds derived fields and queues the result for `events.enriched`.
+pub struct Enrichment {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Handler for Enrichment {
+    fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event = parse_event(incoming)?;
+            let value = serde_json::to_vec(&enrich(&event))
+                .map_err(|error| HandlerError::new(error.to_string()))?;
+            let row = NewOutboxRow {
+                topic: topics::ENRICHED.to_owned(),
+                key: Some(event.tenant.clone().into_bytes()),
+                value,
+                headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
+            };
+            self.store
+                .apply_effect(ENRICHMENT, &event.id, self.clock.wall_ms(), |effects| {
+                    effects.publish(row)?;
+                    Ok(())
+                })
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+}
+
+/// Counts events per tenant and minute.
+pub struct Analytics {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Handler for Analytics {
+    fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event = parse_event(incoming)?;
+            self.store
+                .apply_rollup(
+                    ANALYTICS,
+                    &event.id,
+                    &event.tenant,
+                    minute_of(event.timestamp),
+                    self.clock.wall_ms(),
+                )
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+}
+
+/// Stores each event and, in the same transaction, the outbox row for `events.persisted`.
+pub struct Persister {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Handler for Persister {
+    fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event = parse_event(incoming)?;
+            let row =
+                serde_json::to_vec(&event).map_err(|error| HandlerError::new(error.to_string()))?;
+            let now = self.clock.wall_ms();
+            let notice = json!({
+                "id": event.id,
+                "tenant": event.tenant,
+                "type": event.kind,
+                "persisted_at": now,
+            });
+            let outbox = NewOutboxRow {
+                topic: topics::PERSISTED.to_owned(),
+                key: Some(event.tenant.clone().into_bytes()),
+                value: notice.to_string().into_bytes(),
+                headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
+            };
+            self.store
+                .persist_event(PERSISTER, &event.id, &row, outbox, now)
+                .map_err(store_error)?;
+            Ok(())
+        })
+    }
+}
+
+/// Publishes outbox rows in order with an idempotent producer, then marks them sent. A crash
+/// between the two publishes them again (consumers dedup by event id); a row is never marked
+/// sent before its publish was acknowledged.
+pub struct OutboxRelay {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    producer: Producer,
+    batch: usize,
+    idle: Duration,
+}
+
+impl OutboxRelay {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, producer: Producer) -> OutboxRelay {
+        OutboxRelay {
+            store,
+            clock,
+            producer,
+            batch: 500,
+            idle: Duration::from_millis(20),
+        }
+    }
+
+    /// Publishes one batch of unsent rows; returns how many were published.
+    pub async fn publish_once(&self) -> Result<usize, RelayError> {
+        let rows = self.store.unsent_outbox(self.batch)?;
+        let Some(last) = rows.last().map(|row| row.seq) else {
+            return Ok(0);
+        };
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut record = ProducerRecord::new(row.topic.clone(), Bytes::from(row.value.clone()));
+            record.key = row.key.clone().map(Bytes::from);
+            for (key, value) in &row.headers {
+                record = record.header(key.clone(), Bytes::from(value.clone()));
+            }
+            deliveries.push(self.producer.send(record).await?);
+        }
+        for delivery in deliveries {
+            delivery.await?;
+        }
+        // The window the simulator crashes in: published, not yet marked.
+        self.store.crash_point("outbox.published");
+        self.store.mark_sent(last)?;
+        Ok(rows.len())
+    }
+
+    /// Publishes until `stop` turns true; failures are retried after a pause.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let clock = Arc::clone(&self.clock);
+        while !*stop.borrow() {
+            let pause = match self.publish_once().await {
+                Ok(0) => self.idle,
+                Ok(_) => Duration::ZERO,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay: publish failed; retrying");
+                    self.idle * 10
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = clock.sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] tidepool_client::Error),
+}
+
+/// The three shipped stages' handlers on one store.
+pub fn shipped_handlers(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> Vec<(&'static str, Arc<dyn Handler>)> {
+    let (store, clock) = (store.clone(), Arc::clone(clock));
+    vec![
+        (
+            ENRICHMENT,
+            Arc::new(Enrichment {
+                store: store.clone(),
+                clock: Arc::clone(&clock),
+            }) as Arc<dyn Handler>,
+        ),
+        (
+            ANALYTICS,
+            Arc::new(Analytics {
+                store: store.clone(),
+                clock: Arc::clone(&clock),
+            }),
+        ),
+        (PERSISTER, Arc::new(Persister { store, clock })),
+    ]
+}
