@@ -30,6 +30,10 @@ enum Command {
     Topics(cli::TopicsArgs),
     /// List and describe consumer groups, and reset their offsets.
     Groups(cli::GroupsArgs),
+    /// Run a broker with the ingestion pipeline beside it: the collector and the enrichment,
+    /// analytics and persister stages with the outbox relay. Prints
+    /// `tidepool up ready bootstrap=HOST:PORT collector=http://HOST:PORT` once serving.
+    Up(UpArgs),
     /// Run deterministic simulation scenarios (seeded faults, checked histories). Prints
     /// `sim: N scenarios, M anomalous, trace=HEX` last; exits 1 if any was anomalous.
     Sim(cli::SimArgs),
@@ -74,12 +78,32 @@ struct ServeArgs {
     cleaner_backoff_ms: Option<u64>,
 }
 
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Address of the broker's first node; further nodes take the following ports.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Number of broker nodes in this process.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Where the collector's HTTP server listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    collector: SocketAddr,
+    /// Keep the broker's log and the pipeline's store (`DIR/pipeline/store.redb`) in this
+    /// directory, recovered on start; without it both live in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Partitions of the pipeline's topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A broker logs its life at info; an admin command's output is its answer, so only
     // warnings join it on stderr.
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Up(_) => "info",
         Command::Topics(_) | Command::Groups(_) => "warn",
         // Simulated brokers log the faults they are put through; the verdicts are the output.
         Command::Sim(_) => "off",
@@ -107,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let admin = match command {
         Command::Serve(args) => return runtime.block_on(serve(args)),
+        Command::Up(args) => return runtime.block_on(up(args)),
         Command::Topics(args) => runtime.block_on(cli::topics(args)),
         Command::Groups(args) => runtime.block_on(cli::groups(args)),
         Command::Sim(_) => Ok(()),
@@ -157,6 +182,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("tidepool ready bootstrap={}", broker.bootstrap());
     signals.wait().await;
     tracing::info!("signal received, shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = Config {
+        auto_create_topics: false,
+        ..Config::default()
+    };
+    let mut builder = Broker::builder()
+        .nodes(args.nodes)
+        .listen(args.listen)
+        .config(config);
+    let env = tidepool_io::Env::real();
+    let store = match &args.data_dir {
+        Some(dir) => {
+            builder = builder.data_dir(dir.join("broker"));
+            let disk: std::sync::Arc<dyn tidepool_io::Disk> =
+                std::sync::Arc::new(tidepool_io::StdDisk);
+            tidepool_pipeline::store::Store::open(disk, &dir.join("pipeline").join("store.redb"))?
+        }
+        None => {
+            builder = builder.memory();
+            tidepool_pipeline::store::Store::memory()?
+        }
+    };
+    let signals = Signals::install()?;
+    let broker = builder.start().await?;
+    let mut pipeline_config = tidepool_pipeline::app::PipelineConfig::new(broker.bootstrap());
+    pipeline_config.collector_listen = args.collector;
+    pipeline_config.topics.partitions = args.partitions;
+    let pipeline = tidepool_pipeline::app::start(env, pipeline_config, store, Vec::new()).await?;
+    println!(
+        "tidepool up ready bootstrap={} collector=http://{}",
+        broker.bootstrap(),
+        pipeline.collector_addr
+    );
+    signals.wait().await;
+    tracing::info!("signal received, shutting down");
+    pipeline.shutdown().await;
     broker.shutdown().await;
     Ok(())
 }

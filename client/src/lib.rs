@@ -21,7 +21,7 @@ pub mod versions;
 
 pub use admin::{
     Admin, AlterOp, ConfigEntry, ConfigResource, ConfigSource, GroupDescription, GroupListing,
-    ListedOffset, MemberDescription, NewTopic, OffsetSpec,
+    ListedOffset, MemberDescription, NewTopic, OffsetSpec, ResetTo,
 };
 pub use client::{Broker, Client, Metadata, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;

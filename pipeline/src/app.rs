@@ -77,7 +77,8 @@ pub async fn start(
     store: Store,
     extra: Vec<(String, Arc<dyn Handler>)>,
 ) -> anyhow::Result<PipelineHandle> {
-    let client = Client::connect(env.clone(), ClientConfig::new(config.bootstrap.clone())).await?;
+    let client_config = ClientConfig::new(config.bootstrap.clone());
+    let client = Client::connect(env.clone(), client_config.clone()).await?;
     ensure_topics(&Admin::new(client.clone()), &config.topics).await?;
     let producer = Producer::new(client.clone(), pipeline_producer_config()).await?;
     let metrics = PipelineMetrics::new();
@@ -94,8 +95,12 @@ pub async fn start(
             group: group.clone(),
             ..config.stage.clone()
         };
+        // Each stage gets connections of its own: a Kafka broker answers one request per
+        // connection at a time, so a member's long-polling fetch would hold back the
+        // producer's acknowledgements (and the other members' heartbeats) queued behind it.
+        let stage_client = Client::connect(env.clone(), client_config.clone()).await?;
         let stage = Stage::new(
-            client.clone(),
+            stage_client.clone(),
             producer.clone(),
             stage_config,
             handler,
@@ -107,6 +112,7 @@ pub async fn start(
             if let Err(error) = stage.run(stopped).await {
                 tracing::error!(%group, %error, "stage stopped");
             }
+            stage_client.close();
         }));
     }
 

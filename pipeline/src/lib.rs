@@ -10,11 +10,15 @@
 //!   dead-letter topics.
 //! - `stages`: the shipped stages (enrichment, analytics, persister) and the outbox relay.
 //! - `topics`: topic names and creation. `app`: everything in one process (`tidepool up`).
+//! - `replay`: reset one stage's consumer group (earliest, timestamp, offset) to reprocess.
+//! - `erasure`: delete single messages: unique key suffixes, compaction and tombstones.
 
 pub mod app;
 pub mod collector;
+pub mod erasure;
 pub mod event;
 pub mod metrics;
+pub mod replay;
 pub mod runtime;
 pub mod stages;
 pub mod store;

@@ -244,6 +244,9 @@ impl Stage {
         self.release_due(now_ms);
         self.measure_lag().await;
         let records = self.consumer.poll(self.config.poll_wait).await?;
+        if records.is_empty() {
+            self.wait_for_held(now_ms).await;
+        }
         let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let mut waiting: BTreeSet<TopicPartition> = BTreeSet::new();
         let mut handled = 0;
@@ -278,6 +281,19 @@ impl Stage {
 
     fn client_wall_ms(&self) -> i64 {
         self.client.env().clock.wall_ms()
+    }
+
+    /// A poll with every partition held returns at once; without this pause the stage would
+    /// spin (and starve its runtime) until the first retry is due.
+    async fn wait_for_held(&self, now_ms: i64) {
+        let Some(first_due) = self.held.values().min().copied() else {
+            return;
+        };
+        let wait_ms = u64::try_from(first_due.saturating_sub(now_ms)).unwrap_or(0);
+        let wait = Duration::from_millis(wait_ms).min(self.config.poll_wait);
+        if !wait.is_zero() {
+            self.client.sleep(wait).await;
+        }
     }
 
     fn release_due(&mut self, now_ms: i64) {

@@ -448,17 +448,22 @@ async fn requests_beyond_the_in_flight_limit_are_refused_at_once() {
     let stack = stack(producer, config).await;
     let address = stack.collector;
     let waiting = tokio::spawn(async move { post_json(address, &event("slow", "acme")).await });
-    let mut refused = None;
-    for _ in 0..50 {
-        let reply = post_json(address, &event("second", "acme")).await;
-        if reply.status == 503 {
-            refused = Some(reply);
+    // Only once the first request holds the one slot: sent earlier, the second would take it.
+    let mut held = false;
+    for _ in 0..100 {
+        let metrics = get(address, "/metrics").await.text();
+        if metrics
+            .lines()
+            .any(|l| l == "tidepool_collector_requests_in_flight 1")
+        {
+            held = true;
             break;
         }
-        // The first request may not have reached the handler yet.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let refused = refused.expect("a 503 while the first request is in flight");
+    assert!(held, "the first request never reached the handler");
+    let refused = post_json(address, &event("second", "acme")).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert!(
         refused.json()["error"]
@@ -468,9 +473,7 @@ async fn requests_beyond_the_in_flight_limit_are_refused_at_once() {
     );
     let metrics = get(address, "/metrics").await.text();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l == "tidepool_collector_requests_in_flight 1"),
+        metrics.contains(r#"tidepool_collector_requests_total{status="503"} 1"#),
         "{metrics}"
     );
     waiting.abort();
@@ -490,7 +493,8 @@ async fn failed_deliveries_answer_503_naming_what_may_have_been_written() {
             .status,
         202
     );
-    stack.broker.control().node_down(0).await.unwrap();
+    let node = stack.broker.nodes()[0].id;
+    stack.broker.control().node_down(node).await.unwrap();
     let batch = json!([event("d-1", "acme"), event("d-2", "globex")]);
     let reply = post_json(stack.collector, &batch).await;
     assert_eq!(reply.status, 503, "{}", reply.text());
@@ -503,6 +507,6 @@ async fn failed_deliveries_answer_503_naming_what_may_have_been_written() {
     assert!(failed.iter().all(|f| f["reason"].is_string()));
     // A producer that timed out is not broken: the next broker may take the retry.
     assert_eq!(get(stack.collector, "/healthz").await.status, 200);
-    stack.broker.control().node_up(0).await.unwrap();
+    stack.broker.control().node_up(node).await.unwrap();
     stack.broker.shutdown().await;
 }

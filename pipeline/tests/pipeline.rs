@@ -30,9 +30,20 @@ use support::{Cluster, post_json};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
+/// Event ids unique to this run: a cluster that outlives the test (Apache Kafka in
+/// scripts/test) keeps earlier runs' records.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{:x}", SystemClock::new().wall_ms()))
+}
+
+fn event_id(index: usize) -> String {
+    format!("evt-{}-{index}", run_tag())
+}
+
 fn event(index: usize, timestamp: i64) -> Value {
     json!({
-        "id": format!("evt-{index}"),
+        "id": event_id(index),
         "tenant": TENANTS[index % TENANTS.len()],
         "type": "page.view",
         "timestamp": timestamp,
@@ -90,10 +101,12 @@ fn header_text(record: &ConsumerRecord, key: &str) -> Option<String> {
         .map(|value| String::from_utf8_lossy(value).into_owned())
 }
 
+/// The ids of this run's events among `records`.
 fn event_ids(records: &[ConsumerRecord]) -> BTreeSet<String> {
     records
         .iter()
         .filter_map(|record| header_text(record, headers::EVENT_ID))
+        .filter(|id| id.starts_with(&format!("evt-{}-", run_tag())))
         .collect()
 }
 
@@ -186,7 +199,7 @@ async fn posted_events_flow_through_every_stage_exactly_once() {
     let client = Client::connect(Env::real(), ClientConfig::new(cluster.bootstrap()))
         .await
         .unwrap();
-    let all_ids: BTreeSet<String> = (0..EVENTS).map(|i| format!("evt-{i}")).collect();
+    let all_ids: BTreeSet<String> = (0..EVENTS).map(event_id).collect();
     let enriched = read_topic(&client, topics::ENRICHED, 3).await;
     assert_eq!(event_ids(&enriched), all_ids);
     let sample: Value = serde_json::from_slice(enriched[0].value.as_ref().unwrap()).unwrap();
@@ -195,20 +208,36 @@ async fn posted_events_flow_through_every_stage_exactly_once() {
     let persisted = read_topic(&client, topics::PERSISTED, 3).await;
     assert_eq!(event_ids(&persisted), all_ids);
 
-    // The flaky stage: every event retried twice through events.retry, then done once.
+    // The flaky stage: every event retried twice through events.retry, then done.
     eventually(
         Duration::from_secs(30),
         "the flaky stage to finish",
         async || succeeded.lock().unwrap().len() == EVENTS,
     )
     .await;
-    assert!(succeeded.lock().unwrap().values().all(|count| *count == 1));
+    // At least once: this handler keeps no dedup key, and a redelivery after a commit lost
+    // to a rebalance runs it again (the store-backed stages above absorb that; this one
+    // only counts).
+    assert!(succeeded.lock().unwrap().values().all(|count| *count >= 1));
     let retries = read_topic(&client, topics::RETRY, 3).await;
     let flaky_retries: Vec<_> = retries
         .iter()
-        .filter(|record| header_text(record, headers::STAGE).as_deref() == Some("flaky-counter"))
+        .filter(|record| {
+            header_text(record, headers::STAGE).as_deref() == Some("flaky-counter")
+                && !event_ids(std::slice::from_ref(*record)).is_empty()
+        })
         .collect();
-    assert_eq!(flaky_retries.len(), EVENTS * 2);
+    // Each event was retried as attempt 2 and as attempt 3 (a redelivery may repeat one).
+    let attempts_seen: BTreeSet<(String, String)> = flaky_retries
+        .iter()
+        .map(|record| {
+            (
+                header_text(record, headers::EVENT_ID).unwrap_or_default(),
+                header_text(record, headers::ATTEMPT).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts_seen.len(), EVENTS * 2);
     assert!(flaky_retries.iter().all(|record| {
         header_text(record, headers::ERROR).is_some_and(|error| error.contains("fails"))
             && header_text(record, headers::DUE_MS).is_some()
@@ -242,12 +271,13 @@ async fn a_poison_record_is_retried_then_dead_lettered_by_every_stage() {
         .unwrap();
     let poison = ProducerRecord::new(topics::RAW, Bytes::from_static(b"{not json"))
         .key(Bytes::from_static(b"acme"))
-        .header(headers::EVENT_ID, Bytes::from_static(b"poison-1"));
+        .header(headers::EVENT_ID, Bytes::from(event_id(0).into_bytes()));
     producer.send(poison).await.unwrap().await.unwrap();
 
     let mut dead = Vec::new();
     eventually(Duration::from_secs(30), "three dead letters", async || {
         dead = read_topic(&client, topics::DEAD_LETTERS, 3).await;
+        dead.retain(|record| !event_ids(std::slice::from_ref(record)).is_empty());
         dead.len() >= 3
     })
     .await;
@@ -268,6 +298,7 @@ async fn a_poison_record_is_retried_then_dead_lettered_by_every_stage() {
         );
         assert_eq!(record.value.as_deref(), Some(&b"{not json"[..]));
     }
+    assert_eq!(dead.len(), 3, "one dead letter per stage");
     assert_eq!(pipeline.store.event_count().unwrap(), 0);
     producer.close().await.unwrap();
     client.close();

@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
-use tidepool_client::{Admin, GroupDescription, OffsetSpec, TopicPartition};
+use tidepool_client::{Admin, GroupDescription, OffsetSpec, ResetTo, TopicPartition};
 
 use super::datetime;
 use super::table::{Table, or_dash};
@@ -131,21 +131,7 @@ pub async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
 
 pub async fn reset_offsets(admin: &Admin, args: ResetArgs) -> anyhow::Result<()> {
     let group = args.group.as_str();
-    let description = admin
-        .describe_groups(&[group])
-        .await?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("the broker did not describe group {group}"))?;
-    // Kafka takes offsets from outside a group only while it has no members, and a member
-    // would overwrite them with its own next commit anyway; kafka-consumer-groups refuses too.
-    if !matches!(description.state.as_str(), "Empty" | "Dead") || !description.members.is_empty() {
-        bail!(
-            "offsets of group {group} can only be reset while it is inactive, but it is {} with \
-             {} member(s); stop its consumers first",
-            description.state,
-            description.members.len()
-        );
-    }
+    admin.ensure_group_inactive(group).await?;
     let committed = admin.list_group_offsets(group).await?;
     let partitions = if args.topics.is_empty() {
         if committed.is_empty() {
@@ -155,31 +141,22 @@ pub async fn reset_offsets(admin: &Admin, args: ResetArgs) -> anyhow::Result<()>
     } else {
         named_partitions(admin, &args.topics).await?
     };
-
-    let listed: Vec<TopicPartition> = partitions.iter().cloned().collect();
-    let earliest = offsets(admin, &listed, OffsetSpec::Earliest).await?;
-    let latest = offsets(admin, &listed, OffsetSpec::Latest).await?;
-    let at_time = match args.to_datetime {
-        Some(ms) => Some(offsets(admin, &listed, OffsetSpec::Timestamp(ms)).await?),
-        None => None,
+    let target = if args.to_earliest {
+        ResetTo::Earliest
+    } else if args.to_latest {
+        ResetTo::Latest
+    } else if let Some(ms) = args.to_datetime {
+        ResetTo::Timestamp(ms)
+    } else if let Some(offset) = args.to_offset {
+        ResetTo::Offset(offset)
+    } else {
+        bail!("name one of --to-earliest, --to-latest, --to-datetime, --to-offset");
     };
-    let mut new_offsets = BTreeMap::new();
-    for tp in &partitions {
-        let (first, end) = (earliest[tp], latest[tp]);
-        let offset = if args.to_earliest {
-            first
-        } else if args.to_latest {
-            end
-        } else if let Some(at_time) = &at_time {
-            match at_time[tp] {
-                -1 => end,
-                found => found,
-            }
-        } else {
-            args.to_offset.unwrap_or(end).clamp(first, end.max(first))
-        };
-        new_offsets.insert(tp.clone(), offset);
-    }
+    let targets = partitions.into_iter().map(|tp| (tp, target)).collect();
+    let new_offsets = admin
+        .plan_offset_reset(&targets)
+        .await
+        .context("looking up the new offsets")?;
 
     let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
     for (tp, offset) in &new_offsets {

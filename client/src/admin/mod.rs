@@ -11,6 +11,7 @@
 mod configs;
 mod groups;
 mod offsets;
+mod reset;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 pub use configs::{AlterOp, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{GroupDescription, GroupListing, MemberDescription};
 pub use offsets::{ListedOffset, OffsetSpec};
+pub use reset::ResetTo;
 
 use crate::client::Client;
 use crate::error::{Error, KafkaCode, Result};
