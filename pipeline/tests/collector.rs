@@ -13,8 +13,11 @@ use tidepool_client::{
 use tidepool_io::Env;
 use tidepool_pipeline::collector::{CollectorConfig, router, serve};
 use tidepool_pipeline::metrics::PipelineMetrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+mod support;
+
+use support::{get, http, post_json, post_raw};
 
 const TOPIC: &str = "events.raw";
 const PARTITIONS: i32 = 3;
@@ -62,107 +65,6 @@ async fn stack(producer: ProducerConfig, collector: CollectorConfig) -> Stack {
 
 async fn default_stack() -> Stack {
     stack(ProducerConfig::default(), CollectorConfig::default()).await
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
-            panic!("{error}: {}", String::from_utf8_lossy(&self.body));
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One HTTP/1.1 exchange on a fresh connection. The request goes out in one write so the
-/// server reads it whole even when it answers before looking at the body (an early 413 must
-/// not meet unread bytes, which would reset the connection under the answer).
-async fn http(address: SocketAddr, head: &str, body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let mut request =
-        format!("{head}\r\nHost: collector\r\nConnection: close\r\n\r\n").into_bytes();
-    request.extend_from_slice(body);
-    stream.write_all(&request).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(key, value)| {
-        key.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&raw[..line_end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        let start = line_end + 2;
-        body.extend_from_slice(&raw[start..start + size]);
-        raw = &raw[start + size + 2..];
-    }
-}
-
-async fn post_json(address: SocketAddr, body: &Value) -> Reply {
-    let bytes = body.to_string().into_bytes();
-    post_raw(address, "application/json", &bytes).await
-}
-
-async fn post_raw(address: SocketAddr, content_type: &str, body: &[u8]) -> Reply {
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {}",
-        body.len()
-    );
-    http(address, &head, body).await
-}
-
-async fn get(address: SocketAddr, path: &str) -> Reply {
-    http(address, &format!("GET {path} HTTP/1.1"), b"").await
 }
 
 fn event(id: &str, tenant: &str) -> Value {
