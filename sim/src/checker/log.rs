@@ -9,12 +9,14 @@ use crate::history::TopicPartition;
 use super::facts::{Facts, Outcome};
 use super::{Anomaly, Findings, Witness};
 
-pub(super) fn check(facts: &Facts<'_>, findings: &mut Findings) {
+/// `loss_possible`: the run may have lost acknowledged writes, so a sighting at an offset that
+/// was later handed out again can be of a lost tail (see `rewritten`).
+pub(super) fn check(facts: &Facts<'_>, findings: &mut Findings, loss_possible: bool) {
     lost_and_unseen(facts, findings);
-    duplicates(facts, findings);
+    duplicates(facts, findings, loss_possible);
     inconsistent_offsets(facts, findings);
     aborted_reads(facts, findings);
-    compaction_moved_offsets(facts, findings);
+    compaction_moved_offsets(facts, findings, loss_possible);
     nonmonotonic_sends(facts, findings);
 }
 
@@ -73,14 +75,17 @@ fn lost_and_unseen(facts: &Facts<'_>, findings: &mut Findings) {
 }
 
 /// duplicate: one sent value seen (acknowledged or polled) at more than one position.
-fn duplicates(facts: &Facts<'_>, findings: &mut Findings) {
+fn duplicates(facts: &Facts<'_>, findings: &mut Findings, loss_possible: bool) {
     for (value, positions) in &facts.positions {
-        // A sighting at an offset that was also seen holding another record is of a lost
-        // tail: the offset was handed out again. That rewrite is inconsistent-offsets (judged
-        // on its own); the value written again after the loss is not a second copy.
+        // When writes may be lost, a sighting at an offset that was also seen holding another
+        // record is of a lost tail: the offset was handed out again. That rewrite is
+        // inconsistent-offsets (judged on its own); the value written again after the loss is
+        // not a second copy. Without a possible loss, both sightings count.
         let kept = positions
             .keys()
-            .filter(|(topic_partition, offset)| !rewritten(facts, topic_partition, *offset))
+            .filter(|(topic_partition, offset)| {
+                !(loss_possible && rewritten(facts, topic_partition, *offset))
+            })
             .count();
         if kept < 2 {
             continue;
@@ -151,7 +156,7 @@ fn aborted_reads(facts: &Facts<'_>, findings: &mut Findings) {
 
 /// compaction-moved-offset: in a compacted topic, a value polled at another offset than the
 /// one its send was acknowledged at (the cleaner must keep offsets).
-fn compaction_moved_offsets(facts: &Facts<'_>, findings: &mut Findings) {
+fn compaction_moved_offsets(facts: &Facts<'_>, findings: &mut Findings, loss_possible: bool) {
     for send in &facts.sends {
         if !facts.config.is_compacted(send.topic) {
             continue;
@@ -166,7 +171,7 @@ fn compaction_moved_offsets(facts: &Facts<'_>, findings: &mut Findings) {
         // A sighting in a lost tail (its offset rewritten since) is not a move by the cleaner.
         let moved = positions.iter().find(|((seen_partition, seen_offset), _)| {
             (*seen_partition != topic_partition || *seen_offset != offset)
-                && !rewritten(facts, seen_partition, *seen_offset)
+                && !(loss_possible && rewritten(facts, seen_partition, *seen_offset))
         });
         if let Some(((seen_partition, seen_offset), &reader)) = moved {
             findings.add(Anomaly::CompactionMovedOffset, || Witness {

@@ -329,7 +329,7 @@ pub fn check(history: &History, config: &Config) -> Report {
     let facts = Facts::gather(history, config);
     let policy = Policy::new(history, config, facts.drained_at);
     let mut findings = Findings::default();
-    log::check(&facts, &mut findings);
+    log::check(&facts, &mut findings, policy.loss_possible());
     consumers::check(history, &facts, &mut findings);
     groups::check(history, &facts, &mut findings);
     let Facts {

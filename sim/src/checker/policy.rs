@@ -52,6 +52,12 @@ impl Policy {
         }
     }
 
+    /// Whether acknowledged writes may be lost in this run (a lost tail may explain what
+    /// readers saw).
+    pub fn loss_possible(&self) -> bool {
+        self.loss.is_some()
+    }
+
     /// Why the configuration allows this anomaly, or `None` if it is a bug. The rules:
     ///
     /// - lost-write, unseen, inconsistent-offsets, poll-skip, nonmonotonic-poll,
