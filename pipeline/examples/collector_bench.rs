@@ -947,8 +947,13 @@ async fn main() -> anyhow::Result<()> {
     let _ = writeln!(out, "\ncollector_bench");
     let _ = writeln!(
         out,
-        "  cluster: {}; pipeline: app::start, Store::memory(), {} partitions",
+        "  cluster: {}; {}, {} partitions",
         cluster.describe(),
+        if args.collector_only {
+            "no pipeline (--collector-only)"
+        } else {
+            "pipeline: app::start, Store::memory()"
+        },
         args.partitions
     );
     let _ = writeln!(out, "  load sent to: {collector_name}");
@@ -1055,10 +1060,17 @@ async fn main() -> anyhow::Result<()> {
             signed_percentiles(&mut after_commit)
         );
         if last_seen > 0 {
+            let last = Duration::from_nanos(last_seen);
             let _ = writeln!(
                 out,
                 "| last followed notice read after the load ended | {} |",
-                show(Duration::from_nanos(last_seen).saturating_sub(load_end))
+                show(last.saturating_sub(load_end))
+            );
+            let span = last.saturating_sub(mono_start).max(elapsed).as_secs_f64();
+            let _ = writeln!(
+                out,
+                "| events through to events.persisted per second (first send → last notice) | {} |",
+                thousands((seen * args.e2e_every).min(tally.events) as f64 / span)
             );
         }
         if before_ack > 0 {
