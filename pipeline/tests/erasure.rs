@@ -5,23 +5,25 @@
 //!
 //! Embedded broker only: the test reads the broker's files and drives its cleaner.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tidepool_broker::{Broker, BrokerHandle};
 use tidepool_client::{
-    Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, NewTopic,
-    OffsetReset, Producer, ProducerRecord, TopicPartition,
+    Admin, Client, ClientConfig, Compression, NewTopic, Producer, ProducerRecord,
 };
 use tidepool_io::Env;
 use tidepool_pipeline::app::pipeline_producer_config;
 use tidepool_pipeline::erasure::{
     SuffixIgnoringPartitioner, erasable_key, strip_suffix, tombstone,
 };
+
+use support::read_topic;
 
 const TOPIC: &str = "events.erasable";
 const PARTITIONS: i32 = 3;
@@ -99,37 +101,6 @@ async fn start_broker(data_dir: &Path) -> BrokerHandle {
         .start()
         .await
         .expect("an embedded broker on disk")
-}
-
-/// Every record of the topic from the beginning, per partition in offset order.
-async fn read_topic(client: &Client) -> Vec<ConsumerRecord> {
-    let consumer = Consumer::new(
-        client.clone(),
-        ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest),
-    )
-    .await
-    .unwrap();
-    consumer
-        .assign(
-            (0..PARTITIONS)
-                .map(|p| TopicPartition::new(TOPIC, p))
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let mut records = Vec::new();
-    let mut quiet = 0;
-    while quiet < 3 {
-        let batch = consumer.poll(Duration::from_millis(200)).await.unwrap();
-        if batch.is_empty() {
-            quiet += 1;
-        } else {
-            quiet = 0;
-            records.extend(batch);
-        }
-    }
-    consumer.close().await.unwrap();
-    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +203,7 @@ async fn a_tombstoned_message_is_gone_from_the_segment_files_and_its_neighbours_
     }
 
     let mut read: BTreeMap<Vec<u8>, Vec<(String, String)>> = BTreeMap::new();
-    for record in read_topic(&client).await {
+    for record in read_topic(&client, TOPIC, PARTITIONS).await {
         let key = record.key.as_deref().unwrap();
         let (base, suffix) = strip_suffix(key);
         let value = record.value.as_deref().expect("no tombstone is left");

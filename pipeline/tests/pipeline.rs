@@ -15,10 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tidepool_client::{
-    BoxFuture, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset,
-    Producer, ProducerRecord, TopicPartition,
-};
+use tidepool_client::{BoxFuture, Client, ClientConfig, ConsumerRecord, Producer, ProducerRecord};
 use tidepool_io::{Clock, Env, SystemClock};
 use tidepool_pipeline::app::{PipelineConfig, PipelineHandle, pipeline_producer_config, start};
 use tidepool_pipeline::runtime::{Handler, HandlerError, Incoming, headers};
@@ -26,7 +23,7 @@ use tidepool_pipeline::stages::{ANALYTICS, ENRICHMENT, PERSISTER};
 use tidepool_pipeline::store::Store;
 use tidepool_pipeline::topics;
 
-use support::{Cluster, post_json};
+use support::{Cluster, eventually, post_json, read_topic};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -49,47 +46,6 @@ fn event(index: usize, timestamp: i64) -> Value {
         "timestamp": timestamp,
         "payload": {"n": index},
     })
-}
-
-/// Waits until `done` holds, polling; fails with `what` after `limit`.
-async fn eventually(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let clock = SystemClock::new();
-    let deadline = clock.now() + limit;
-    while !done().await {
-        assert!(clock.now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every record of `topic` from the beginning, read by a standalone consumer.
-async fn read_topic(client: &Client, topic: &str, partitions: i32) -> Vec<ConsumerRecord> {
-    let consumer = Consumer::new(
-        client.clone(),
-        ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest),
-    )
-    .await
-    .unwrap();
-    consumer
-        .assign(
-            (0..partitions)
-                .map(|p| TopicPartition::new(topic, p))
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let mut records = Vec::new();
-    let mut quiet = 0;
-    while quiet < 3 {
-        let batch = consumer.poll(Duration::from_millis(200)).await.unwrap();
-        if batch.is_empty() {
-            quiet += 1;
-        } else {
-            quiet = 0;
-            records.extend(batch);
-        }
-    }
-    consumer.close().await.unwrap();
-    records
 }
 
 fn header_text(record: &ConsumerRecord, key: &str) -> Option<String> {

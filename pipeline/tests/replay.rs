@@ -25,7 +25,7 @@ use tidepool_pipeline::stages::ANALYTICS;
 use tidepool_pipeline::store::Store;
 use tidepool_pipeline::topics::RAW;
 
-use support::post_json;
+use support::{eventually, post_json};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const PARTITIONS: i32 = 3;
@@ -89,16 +89,6 @@ async fn post_events(collector: SocketAddr, range: Range<usize>) {
         reply.json()["accepted"].as_array().unwrap().len(),
         range.len()
     );
-}
-
-/// Waits until `done` holds, polling; fails with `what` after `limit`.
-async fn eventually(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let clock = SystemClock::new();
-    let deadline = clock.now() + limit;
-    while !done().await {
-        assert!(clock.now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Whether `group` has committed the end of every partition of `events.raw`: every record was

@@ -5,9 +5,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 use tidepool_broker::{Broker, BrokerHandle};
+use tidepool_client::{
+    Client, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition,
+};
+use tidepool_io::{Clock, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -159,4 +164,45 @@ pub async fn post_raw(address: SocketAddr, content_type: &str, body: &[u8]) -> R
 
 pub async fn get(address: SocketAddr, path: &str) -> Reply {
     http(address, &format!("GET {path} HTTP/1.1"), b"").await
+}
+
+/// Waits until `done` holds, polling; fails with `what` after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let clock = SystemClock::new();
+    let deadline = clock.now() + limit;
+    while !done().await {
+        assert!(clock.now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every record of `topic` from the beginning, read by a standalone consumer.
+pub async fn read_topic(client: &Client, topic: &str, partitions: i32) -> Vec<ConsumerRecord> {
+    let consumer = Consumer::new(
+        client.clone(),
+        ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest),
+    )
+    .await
+    .unwrap();
+    consumer
+        .assign(
+            (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    let mut quiet = 0;
+    while quiet < 3 {
+        let batch = consumer.poll(Duration::from_millis(200)).await.unwrap();
+        if batch.is_empty() {
+            quiet += 1;
+        } else {
+            quiet = 0;
+            records.extend(batch);
+        }
+    }
+    consumer.close().await.unwrap();
+    records
 }
