@@ -59,6 +59,10 @@ pub struct StageConfig {
     /// How often consumer lag is measured for the metrics.
     pub lag_interval: Duration,
     pub session_timeout: Duration,
+    /// Known-bad, for the simulator only (`commit-before-process`): commit each poll's offsets
+    /// before handling its records, so a crash in between loses them. Nothing outside the
+    /// simulator sets it.
+    pub sabotage_commit_before_process: bool,
 }
 
 impl StageConfig {
@@ -76,6 +80,7 @@ impl StageConfig {
             max_poll_records: 200,
             lag_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
+            sabotage_commit_before_process: false,
         }
     }
 
@@ -247,6 +252,18 @@ impl Stage {
         if records.is_empty() {
             self.wait_for_held(now_ms).await;
         }
+        if self.config.sabotage_commit_before_process && !records.is_empty() {
+            let polled: BTreeMap<TopicPartition, OffsetAndMetadata> = records
+                .iter()
+                .map(|record| {
+                    (
+                        TopicPartition::new(record.topic.clone(), record.partition),
+                        OffsetAndMetadata::new(record.offset + 1),
+                    )
+                })
+                .collect();
+            let _ = self.consumer.commit_sync(Some(polled)).await;
+        }
         let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let mut waiting: BTreeSet<TopicPartition> = BTreeSet::new();
         let mut handled = 0;
@@ -361,6 +378,8 @@ impl Stage {
         match self.handler.handle(&incoming).await {
             Ok(()) => {
                 self.metrics.inc_processed(&self.config.group);
+                // Applied (and committed to the store), its offset not yet committed to Kafka.
+                tidepool_io::crash_point!(self.client.env().disk, "stage.effect.applied");
                 Outcome::Done
             }
             Err(error) => self.hand_on(record, &incoming, &error, now_ms).await,
@@ -427,6 +446,8 @@ impl Stage {
             self.hold(record, retry_at).await;
             return Outcome::Wait;
         }
+        // Handed on and acknowledged, the source offset not yet committed.
+        tidepool_io::crash_point!(self.client.env().disk, "stage.handed_on");
         if last {
             self.metrics.inc_dead_letter(&self.config.group);
         } else {

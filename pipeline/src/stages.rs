@@ -31,6 +31,21 @@ pub const PERSISTER: &str = "persister";
 
 const MINUTE_MS: i64 = 60_000;
 
+/// Header the relay adds to each published row: its outbox sequence number.
+pub const OUTBOX_SEQ: &str = "outbox-seq";
+
+/// Where the pipeline may crash in the simulator between a write and what must follow it.
+pub const CRASH_POINTS: &[&str] = &[
+    // A store transaction committed (and synced), nothing after it done yet.
+    "store.committed",
+    // A handler succeeded, its offset not committed to Kafka yet.
+    "stage.effect.applied",
+    // A failed event's retry or dead-letter record acknowledged, its offset not committed.
+    "stage.handed_on",
+    // Outbox rows published and acknowledged, not yet marked sent.
+    "outbox.published",
+];
+
 /// The event a record carries, or why it is not one (a poison record: retried, then
 /// dead-lettered).
 pub fn parse_event(incoming: &Incoming) -> Result<Event, HandlerError> {
@@ -129,6 +144,20 @@ impl Handler for Analytics {
 pub struct Persister {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
+    /// Known-bad, for the simulator only (`no-outbox`): write the row, then produce the notice
+    /// with this producer instead of through the outbox, so a crash between the two loses it.
+    /// `None` everywhere else.
+    pub sabotage_direct: Option<Producer>,
+}
+
+impl Persister {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Persister {
+        Persister {
+            store,
+            clock,
+            sabotage_direct: None,
+        }
+    }
 }
 
 impl Handler for Persister {
@@ -150,12 +179,50 @@ impl Handler for Persister {
                 value: notice.to_string().into_bytes(),
                 headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
             };
+            if let Some(producer) = &self.sabotage_direct {
+                return write_then_produce(&self.store, producer, &event.id, &row, outbox, now)
+                    .await;
+            }
             self.store
                 .persist_event(PERSISTER, &event.id, &row, outbox, now)
                 .map_err(store_error)?;
             Ok(())
         })
     }
+}
+
+/// The `no-outbox` sabotage: the row committed without its outbox row, then the notice
+/// produced directly. Redelivery after a crash in between finds the event applied and never
+/// produces it.
+async fn write_then_produce(
+    store: &Store,
+    producer: &Producer,
+    event_id: &str,
+    row: &[u8],
+    notice: NewOutboxRow,
+    now: i64,
+) -> Result<(), HandlerError> {
+    let applied = store
+        .apply_effect(PERSISTER, event_id, now, |effects| {
+            effects.put(event_id.as_bytes(), row)
+        })
+        .map_err(store_error)?;
+    if !applied.is_new() {
+        return Ok(());
+    }
+    let mut record = ProducerRecord::new(notice.topic, Bytes::from(notice.value));
+    record.key = notice.key.map(Bytes::from);
+    for (key, value) in notice.headers {
+        record = record.header(key, Bytes::from(value));
+    }
+    let delivery = producer
+        .send(record)
+        .await
+        .map_err(|error| HandlerError::new(error.to_string()))?;
+    delivery
+        .await
+        .map_err(|error| HandlerError::new(error.to_string()))?;
+    Ok(())
 }
 
 /// Publishes outbox rows in order with an idempotent producer, then marks them sent. A crash
@@ -193,6 +260,8 @@ impl OutboxRelay {
             for (key, value) in &row.headers {
                 record = record.header(key.clone(), Bytes::from(value.clone()));
             }
+            // Tells a re-publication (same sequence) from a second effect (a new one).
+            record = record.header(OUTBOX_SEQ, Bytes::from(row.seq.to_string().into_bytes()));
             deliveries.push(self.producer.send(record).await?);
         }
         for delivery in deliveries {
@@ -255,6 +324,6 @@ pub fn shipped_handlers(
                 clock: Arc::clone(&clock),
             }),
         ),
-        (PERSISTER, Arc::new(Persister { store, clock })),
+        (PERSISTER, Arc::new(Persister::new(store, clock))),
     ]
 }

@@ -83,6 +83,10 @@ pub struct StoreConfig {
     pub outbox_rows_max: u64,
     /// Memory redb may use to cache pages (its own default is 1 GiB).
     pub cache_bytes: usize,
+    /// Known-bad, for the simulator only (`non-idempotent-consumer`): apply effects without
+    /// looking at the dedup keys, so a redelivered event is applied again. Nothing outside the
+    /// simulator sets it.
+    pub sabotage_skip_dedup: bool,
 }
 
 impl Default for StoreConfig {
@@ -90,6 +94,7 @@ impl Default for StoreConfig {
         StoreConfig {
             outbox_rows_max: 100_000,
             cache_bytes: 16 << 20,
+            sabotage_skip_dedup: false,
         }
     }
 }
@@ -398,6 +403,8 @@ impl Store {
         match body(&txn) {
             Ok(Outcome::Commit(value)) => {
                 txn.commit()?;
+                // Committed and synced, nothing that follows (a publish, a Kafka commit) done yet.
+                self.crash_point("store.committed");
                 Ok(value)
             }
             Ok(Outcome::Abort(value)) => {
@@ -411,6 +418,19 @@ impl Store {
                 Err(error)
             }
         }
+    }
+
+    /// Whether `(stage, event_id)` was applied before (never, under the `skip_dedup` sabotage).
+    fn seen(
+        &self,
+        dedup: &Table<'_, (&'static str, &'static str), i64>,
+        stage: &str,
+        event_id: &str,
+    ) -> Result<bool, StoreError> {
+        if self.inner.config.sabotage_skip_dedup {
+            return Ok(false);
+        }
+        Ok(dedup.get((stage, event_id))?.is_some())
     }
 
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -431,7 +451,7 @@ impl Store {
         let max = self.inner.config.outbox_rows_max;
         self.write(|txn| {
             let mut dedup = txn.open_table(DEDUP)?;
-            if dedup.get((stage, event_id))?.is_some() {
+            if self.seen(&dedup, stage, event_id)? {
                 return Ok(Outcome::Abort(Applied::Duplicate));
             }
             let seq = Outbox::open(txn)?.append(&outbox, now_ms, max)?;
@@ -456,7 +476,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         self.write(|txn| {
             let mut dedup = txn.open_table(DEDUP)?;
-            if dedup.get((stage, event_id))?.is_some() {
+            if self.seen(&dedup, stage, event_id)? {
                 return Ok(Outcome::Abort(Applied::Duplicate));
             }
             let mut rollups = txn.open_table(ROLLUPS)?;
@@ -513,7 +533,7 @@ impl Store {
         let outbox_rows_max = self.inner.config.outbox_rows_max;
         self.write(|txn| {
             let mut dedup = txn.open_table(DEDUP)?;
-            if dedup.get((stage, event_id))?.is_some() {
+            if self.seen(&dedup, stage, event_id)? {
                 return Ok(Outcome::Abort(Applied::Duplicate));
             }
             let mut effects = Effects {
