@@ -8,12 +8,14 @@
 //! - `scenario`: what a run does: seed, swarm configuration, schedule of actions (proptest).
 //! - `runner`: runs a scenario in turmoil (safety phase, then heal) and judges its history.
 //! - `campaign`: many seeds at once; failing runs written to disk and replayed.
+//! - `pipeline`: the ingestion pipeline as simulator hosts, and its per-event checker.
 //! - `report`: a timeline picture of a history and its findings.
 
 pub mod campaign;
 pub mod checker;
 pub mod env;
 pub mod history;
+pub mod pipeline;
 pub mod report;
 pub mod runner;
 pub mod scenario;

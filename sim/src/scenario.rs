@@ -38,15 +38,33 @@ pub enum Variant {
     ClientCommitBeforeProcess,
     /// The broker forgets idempotent producers' state when it restarts.
     ForgetProducerState,
+    /// Pipeline: each stage commits what it polled before handling it.
+    CommitBeforeProcess,
+    /// Pipeline: the stages' store ignores its dedup keys, so redelivery applies effects again.
+    NonIdempotentConsumer,
+    /// Pipeline: the persister commits its row, then produces the notice itself (no outbox).
+    NoOutbox,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 7] = [
         Variant::None,
         Variant::AckBeforeFsync,
         Variant::ClientCommitBeforeProcess,
         Variant::ForgetProducerState,
+        Variant::CommitBeforeProcess,
+        Variant::NonIdempotentConsumer,
+        Variant::NoOutbox,
     ];
+
+    /// The pipeline's variants: they run pipeline scenarios (`crate::pipeline`), the others
+    /// broker-and-client scenarios.
+    pub fn is_pipeline(self) -> bool {
+        matches!(
+            self,
+            Variant::CommitBeforeProcess | Variant::NonIdempotentConsumer | Variant::NoOutbox
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +72,9 @@ impl Variant {
             Variant::AckBeforeFsync => "ack-before-fsync",
             Variant::ClientCommitBeforeProcess => "client-commit-before-process",
             Variant::ForgetProducerState => "forget-producer-state",
+            Variant::CommitBeforeProcess => "commit-before-process",
+            Variant::NonIdempotentConsumer => "non-idempotent-consumer",
+            Variant::NoOutbox => "no-outbox",
         }
     }
 
@@ -359,14 +380,20 @@ pub fn any_swarm() -> BoxedStrategy<Swarm> {
     swarm_strategy().boxed()
 }
 
+/// A proptest runner whose generator follows from `seed` and `salt` alone: the same seed
+/// always draws the same value from a strategy.
+pub fn seeded_runner(seed: u64, salt: &[u8; 8]) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(salt);
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+    TestRunner::new_with_rng(RunnerConfig::default(), rng)
+}
+
 /// The proptest value tree behind [`Scenario::generate`]: its `current()` is the generated
 /// scenario, and `simplify`/`complicate` shrink it.
 pub fn scenario_tree(seed: u64, shape: Shape) -> Box<dyn ValueTree<Value = Scenario>> {
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    bytes[8..16].copy_from_slice(b"scenario");
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
-    let mut runner = TestRunner::new_with_rng(RunnerConfig::default(), rng);
+    let mut runner = seeded_runner(seed, b"scenario");
     // The seed stays fixed while the rest shrinks: a shrunk scenario still runs on the
     // network, disk and fault streams of the seed that failed.
     let strategy = build_strategy(shape, Just(seed).boxed(), any_swarm());
@@ -385,11 +412,11 @@ pub fn scenario_tree(seed: u64, shape: Shape) -> Box<dyn ValueTree<Value = Scena
 /// Shrinks the failing scenario held by `tree` the way proptest does: simplify while `fails`
 /// still holds, step back when it stops holding, until nothing simpler fails or `budget` runs
 /// are spent. Returns the simplest failing scenario found and the runs made.
-pub fn shrink(
-    tree: &mut dyn ValueTree<Value = Scenario>,
+pub fn shrink<T: fmt::Debug>(
+    tree: &mut dyn ValueTree<Value = T>,
     budget: usize,
-    fails: &mut dyn FnMut(&Scenario) -> bool,
-) -> (Scenario, usize) {
+    fails: &mut dyn FnMut(&T) -> bool,
+) -> (T, usize) {
     let mut best = tree.current();
     let mut runs = 0;
     if !tree.simplify() {

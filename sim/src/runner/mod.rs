@@ -12,7 +12,7 @@
 //! (`meta.config`) follow the swarm, never the variant: a variant breaks a promise the history
 //! still makes, which is how the checker catches it.
 
-mod workload;
+pub(crate) mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -95,12 +95,17 @@ fn host_name(host: Host, swarm: &Swarm) -> String {
 }
 
 /// A host's seams, its clock kept apart so the driver can make it jump.
-struct HostSeams {
-    env: Env,
-    clock: Arc<SimClock>,
+pub(crate) struct HostSeams {
+    pub(crate) env: Env,
+    pub(crate) clock: Arc<SimClock>,
 }
 
-fn host_seams(name: &str, seed: RunSeed, disk: Arc<SimDisk>, trace: &TraceHash) -> HostSeams {
+pub(crate) fn host_seams(
+    name: &str,
+    seed: RunSeed,
+    disk: Arc<SimDisk>,
+    trace: &TraceHash,
+) -> HostSeams {
     let clock = Arc::new(SimClock::new());
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let transport = HashingTransport::new(Arc::new(SimTransport), dyn_clock.clone(), trace.clone());
@@ -407,7 +412,10 @@ pub fn run(scenario: &Scenario, variant: Variant) -> RunOutcome {
         if host == BROKER {
             let config = workload::broker_config(&swarm, variant);
             sim.host(BROKER, move || {
-                workload::serve_broker(env.clone(), config.clone(), Arc::clone(&shared))
+                let shared = Arc::clone(&shared);
+                workload::serve_broker(env.clone(), config.clone(), move |control| {
+                    *lock(&shared.control) = Some(control);
+                })
             });
         } else if host.starts_with("producer") {
             sim.host(host.as_str(), move || {

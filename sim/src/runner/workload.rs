@@ -168,7 +168,11 @@ pub fn broker_config(swarm: &Swarm, variant: Variant) -> BrokerConfig {
 }
 
 /// One incarnation of the broker host: recovers from its disk and serves until crashed.
-pub async fn serve_broker(env: Env, config: BrokerConfig, shared: Arc<Shared>) -> turmoil::Result {
+pub async fn serve_broker(
+    env: Env,
+    config: BrokerConfig,
+    on_start: impl FnOnce(Control),
+) -> turmoil::Result {
     let broker = loop {
         let started = Broker::builder()
             .env(env.clone())
@@ -189,13 +193,13 @@ pub async fn serve_broker(env: Env, config: BrokerConfig, shared: Arc<Shared>) -
             }
         }
     };
-    *lock(&shared.control) = Some(broker.control());
+    on_start(broker.control());
     std::future::pending::<()>().await;
     drop(broker);
     Ok(())
 }
 
-fn client_config() -> ClientConfig {
+pub(crate) fn client_config() -> ClientConfig {
     ClientConfig::new(format!("{}:{BROKER_PORT}", crate::runner::BROKER))
         .request_timeout(Duration::from_secs(3))
         .retry_backoff(Duration::from_millis(50), Duration::from_millis(500))
