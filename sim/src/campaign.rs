@@ -99,16 +99,25 @@ pub struct ScenarioResult {
     pub summary: String,
 }
 
-/// What a campaign found.
-#[derive(Debug, Default)]
-pub struct CampaignResult {
+/// What a campaign found (of broker-and-client scenarios unless told otherwise).
+#[derive(Debug)]
+pub struct CampaignResult<S = Scenario, O = RunOutcome> {
     /// Per seed, in seed order.
     pub results: Vec<ScenarioResult>,
     /// The first failing scenario (lowest seed) with its whole outcome.
-    pub first_failure: Option<(Scenario, RunOutcome)>,
+    pub first_failure: Option<(S, O)>,
 }
 
-impl CampaignResult {
+impl<S, O> Default for CampaignResult<S, O> {
+    fn default() -> Self {
+        CampaignResult {
+            results: Vec::new(),
+            first_failure: None,
+        }
+    }
+}
+
+impl<S, O> CampaignResult<S, O> {
     pub fn anomalous(&self) -> usize {
         self.results
             .iter()
@@ -156,16 +165,11 @@ pub fn run_campaign_keeping(
     histories: Option<&Path>,
     progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
 ) -> CampaignResult {
-    let next = AtomicU64::new(seeds.start);
-    let done = AtomicU64::new(0);
-    let results = Mutex::new(Vec::new());
     let first_failure: Mutex<Option<(Scenario, RunOutcome)>> = Mutex::new(None);
-    let worker = || {
-        loop {
-            let seed = next.fetch_add(1, Ordering::SeqCst);
-            if seed >= seeds.end {
-                break;
-            }
+    let results = for_each_seed(
+        seeds,
+        threads,
+        &|seed| {
             let scenario = Scenario::generate(seed, campaign_shape());
             let outcome = run(&scenario, variant);
             let mut summary = outcome.summary();
@@ -185,11 +189,58 @@ pub fn run_campaign_keeping(
                 summary,
             };
             if result.anomalous {
-                let mut first = lock(&first_failure);
-                if first.as_ref().is_none_or(|(kept, _)| kept.seed > seed) {
-                    *first = Some((scenario, outcome));
-                }
+                keep_first(&first_failure, seed, (scenario, outcome));
             }
+            result
+        },
+        progress,
+    );
+    CampaignResult {
+        results,
+        first_failure: first_failure
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+    }
+}
+
+/// Keeps `failure` in `slot` if it is the lowest seed's so far.
+pub fn keep_first<S: HasSeed, O>(slot: &Mutex<Option<(S, O)>>, seed: u64, failure: (S, O)) {
+    let mut first = lock(slot);
+    if first.as_ref().is_none_or(|(kept, _)| kept.seed() > seed) {
+        *first = Some(failure);
+    }
+}
+
+/// A scenario's seed, whatever the system it runs.
+pub trait HasSeed {
+    fn seed(&self) -> u64;
+}
+
+impl HasSeed for Scenario {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// Runs `work` for every seed of `seeds` on `threads` threads (each simulation is
+/// single-threaded and deterministic; threads only run several at once), calling `progress`
+/// after each with the number done so far. Results come back in seed order.
+pub fn for_each_seed(
+    seeds: Range<u64>,
+    threads: usize,
+    work: &(dyn Fn(u64) -> ScenarioResult + Sync),
+    progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
+) -> Vec<ScenarioResult> {
+    let next = AtomicU64::new(seeds.start);
+    let done = AtomicU64::new(0);
+    let results = Mutex::new(Vec::new());
+    let worker = || {
+        loop {
+            let seed = next.fetch_add(1, Ordering::SeqCst);
+            if seed >= seeds.end {
+                break;
+            }
+            let result = work(seed);
             let count = done.fetch_add(1, Ordering::SeqCst) + 1;
             progress(count, &result);
             lock(&results).push(result);
@@ -204,12 +255,7 @@ pub fn run_campaign_keeping(
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|result| result.seed);
-    CampaignResult {
-        results,
-        first_failure: first_failure
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
-    }
+    results
 }
 
 /// Shrinks the campaign scenario of `seed` (which must fail under `variant`) to the simplest
@@ -224,7 +270,7 @@ pub fn shrink_seed(seed: u64, variant: Variant, budget: usize) -> (Scenario, Run
     (scenario, outcome, runs)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -9,6 +9,10 @@
 //! `--keep-histories` also writes every scenario's history (JSON lines) to
 //! `DIR/histories/<seed>.jsonl`; `DIR/campaign.jsonl` always gets one line per scenario.
 //! `tidepool sim --replay FILE` runs a written failure again.
+//!
+//! `--pipeline` (implied by the pipeline's variants) runs pipeline scenarios instead: broker,
+//! collector, stages with their store, HTTP client; judged per event id
+//! (`tidepool_sim::pipeline::check`). Failures are written the same way, without a timeline.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,10 @@ use tidepool_sim::campaign::{
     CampaignResult, FAILURES_DIR, Failure, hex, replay, run_campaign_keeping, shrink_seed,
     write_failure,
 };
+use tidepool_sim::pipeline::campaign::{
+    PipelineFailure, run_pipeline_campaign, shrink_pipeline_seed, write_pipeline_failure,
+};
+use tidepool_sim::pipeline::{PipelineOutcome, PipelineScenario, run_pipeline};
 use tidepool_sim::report::report_html;
 use tidepool_sim::runner::RunOutcome;
 use tidepool_sim::scenario::{Scenario, Variant};
@@ -31,9 +39,14 @@ pub struct SimArgs {
     #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
     seeds: Range<u64>,
     /// A known-bad variant to switch on: none, ack-before-fsync,
-    /// client-commit-before-process, forget-producer-state.
+    /// client-commit-before-process, forget-producer-state; or the pipeline's
+    /// commit-before-process, non-idempotent-consumer, no-outbox (these imply --pipeline).
     #[arg(long, default_value = "none", value_parser = parse_variant)]
     variant: Variant,
+    /// Run pipeline scenarios (collector, stages, store, outbox relay over the broker) instead
+    /// of broker-and-client ones.
+    #[arg(long)]
+    pipeline: bool,
     /// Where failures, the campaign summary and the timeline go.
     #[arg(long, default_value = FAILURES_DIR)]
     out: PathBuf,
@@ -82,15 +95,16 @@ pub fn sim(args: SimArgs) -> anyhow::Result<bool> {
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let total = args.seeds.end - args.seeds.start;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} scenarios ({per_sec}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    if args.pipeline && args.variant != Variant::None && !args.variant.is_pipeline() {
+        anyhow::bail!(
+            "variant {} breaks the broker or its clients, not the pipeline; drop --pipeline",
+            args.variant
+        );
+    }
+    let bar = progress_bar(args.seeds.end - args.seeds.start);
+    if args.pipeline || args.variant.is_pipeline() {
+        return pipeline_campaign(&args, threads, &bar);
+    }
     let histories = args.out.join("histories");
     if args.keep_histories {
         std::fs::create_dir_all(&histories)
@@ -125,8 +139,93 @@ pub fn sim(args: SimArgs) -> anyhow::Result<bool> {
     Ok(result.anomalous() == 0)
 }
 
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} scenarios ({per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn pipeline_campaign(args: &SimArgs, threads: usize, bar: &ProgressBar) -> anyhow::Result<bool> {
+    let result =
+        run_pipeline_campaign(args.seeds.clone(), args.variant, threads, &|_, scenario| {
+            bar.inc(1);
+            if scenario.anomalous {
+                bar.println(format!("seed {}: {}", scenario.seed, scenario.summary));
+            }
+        });
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_summary(&args.out, args, &result)?;
+    if let Some((scenario, outcome)) = &result.first_failure {
+        let (scenario, outcome) = if args.shrink_budget > 0 {
+            eprintln!(
+                "shrinking seed {} ({} steps), at most {} runs...",
+                scenario.seed,
+                scenario.schedule.len(),
+                args.shrink_budget
+            );
+            let (shrunk, shrunk_outcome, runs) =
+                shrink_pipeline_seed(scenario.seed, args.variant, args.shrink_budget);
+            if shrunk_outcome.is_anomalous() {
+                eprintln!("shrunk to {} steps in {runs} runs", shrunk.schedule.len());
+                (shrunk, shrunk_outcome)
+            } else {
+                (scenario.clone(), outcome.clone())
+            }
+        } else {
+            (scenario.clone(), outcome.clone())
+        };
+        let path = write_pipeline_failure(&args.out, &scenario, args.variant, &outcome)
+            .with_context(|| format!("writing into {}", args.out.display()))?;
+        print_pipeline_failure(&scenario, &outcome);
+        eprintln!("replay: tidepool sim --replay {}", path.display());
+    }
+    println!(
+        "sim: {} scenarios, {} anomalous, trace={}",
+        result.results.len(),
+        result.anomalous(),
+        hex(result.trace())
+    );
+    Ok(result.anomalous() == 0)
+}
+
+/// The schedule and the checker's witnesses of a failing pipeline run, on stderr.
+fn print_pipeline_failure(scenario: &PipelineScenario, outcome: &PipelineOutcome) {
+    eprintln!("first failure: {}", scenario.describe());
+    eprintln!("{}", outcome.summary());
+    for step in &scenario.schedule {
+        eprintln!(
+            "{:>6} ms  {}",
+            step.at_ms,
+            serde_json::to_string(&step.action).unwrap_or_default()
+        );
+    }
+    for (at_ms, fault) in &outcome.faults {
+        eprintln!("{at_ms:>6} ms  fault: {fault}");
+    }
+    for (kind, witnesses) in &outcome.report.anomalies {
+        for witness in witnesses.iter().take(5) {
+            eprintln!("{kind}: {witness}");
+        }
+        if witnesses.len() > 5 {
+            eprintln!("{kind}: ... {} more", witnesses.len() - 5);
+        }
+    }
+}
+
 /// `DIR/campaign.jsonl`: one line per scenario (seed, trace, verdict).
-fn write_summary(out: &Path, args: &SimArgs, result: &CampaignResult) -> anyhow::Result<()> {
+fn write_summary<S, O>(
+    out: &Path,
+    args: &SimArgs,
+    result: &CampaignResult<S, O>,
+) -> anyhow::Result<()> {
     let mut text = String::new();
     for scenario in &result.results {
         let line = serde_json::json!({
@@ -189,6 +288,25 @@ fn report_failure(args: &SimArgs, scenario: &Scenario, outcome: &RunOutcome) -> 
 }
 
 fn replay_file(path: &Path) -> anyhow::Result<bool> {
+    if let Some(failure) = PipelineFailure::read(path)? {
+        let outcome = run_pipeline(&failure.scenario, failure.variant);
+        let trace = hex(outcome.trace);
+        println!("{}", failure.scenario.describe());
+        println!("{}", outcome.summary());
+        if trace == failure.trace {
+            println!("trace {trace} matches the recording");
+        } else {
+            println!(
+                "trace {trace} differs from the recording ({})",
+                failure.trace
+            );
+        }
+        println!(
+            "sim: 1 scenarios, {} anomalous, trace={trace}",
+            u8::from(outcome.is_anomalous())
+        );
+        return Ok(!outcome.is_anomalous());
+    }
     let failure = Failure::read(path)?;
     let outcome = replay(&failure);
     let trace = hex(outcome.trace);

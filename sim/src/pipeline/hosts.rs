@@ -170,6 +170,7 @@ pub async fn collector_host(env: Env, shared: Arc<PipelineShared>) -> turmoil::R
 /// Makes an event fail its first `fail` attempts (from its payload) before the real handler
 /// sees it: a failure the checker can predict.
 pub struct Flaky {
+    pub stage: &'static str,
     pub inner: Arc<dyn Handler>,
 }
 
@@ -187,6 +188,14 @@ pub fn failures_asked(incoming: &Incoming) -> u32 {
 impl Handler for Flaky {
     fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
+            tracing::debug!(
+                stage = self.stage,
+                topic = %incoming.topic,
+                offset = incoming.offset,
+                attempt = incoming.attempt,
+                event = ?incoming.event_id,
+                "handling"
+            );
             if incoming.attempt <= failures_asked(incoming) {
                 return Err(HandlerError::new(format!(
                     "failure asked for, attempt {}",
@@ -243,7 +252,10 @@ pub async fn stages_host(env: Env, shared: Arc<PipelineShared>) -> turmoil::Resu
         } else {
             handler
         };
-        let handler: Arc<dyn Handler> = Arc::new(Flaky { inner: handler });
+        let handler: Arc<dyn Handler> = Arc::new(Flaky {
+            stage: group,
+            inner: handler,
+        });
         let (env, shared, producer, stopped) = (
             env.clone(),
             Arc::clone(&shared),
@@ -253,6 +265,7 @@ pub async fn stages_host(env: Env, shared: Arc<PipelineShared>) -> turmoil::Resu
         tokio::spawn(async move {
             loop {
                 let client = connect(&env, &shared).await;
+                tracing::debug!(%group, "stage starting");
                 let started = Stage::new(
                     client.clone(),
                     producer.clone(),
@@ -263,6 +276,7 @@ pub async fn stages_host(env: Env, shared: Arc<PipelineShared>) -> turmoil::Resu
                 .await;
                 match started {
                     Ok(stage) => {
+                        tracing::debug!(%group, "stage started");
                         if let Err(error) = stage.run(stopped.clone()).await {
                             tracing::debug!(%group, %error, "stage stopped; starting again");
                         }

@@ -14,6 +14,7 @@
 //! store. [`check`] judges the result per event id. A run that does not get there within
 //! [`crate::runner::HEAL_BUDGET`] is anomalous for that reason alone.
 
+pub mod campaign;
 pub mod check;
 mod hosts;
 mod http;
@@ -126,6 +127,17 @@ impl Driver<'_> {
         }
         if host == PipelineHost::Stages.name() {
             *lock(&self.shared.store) = None;
+        }
+        if host == PipelineHost::Client.name() {
+            // The request in flight died with the client: its events' fate is unknown.
+            self.shared.posts_in_flight.store(0, Ordering::SeqCst);
+            for event in lock(&self.shared.posted).values_mut() {
+                if event.outcome == check::PostOutcome::Pending {
+                    event.outcome = check::PostOutcome::Unknown {
+                        reason: "the client crashed".to_owned(),
+                    };
+                }
+            }
         }
         self.down.insert(host);
         for (a, b) in self.cut.clone() {
@@ -364,7 +376,13 @@ pub fn run_pipeline(scenario: &PipelineScenario, variant: Variant) -> PipelineOu
         Err((observations, reason)) => (observations, Some(reason)),
     };
     drop(driver);
-    let report = check(&observations);
+    // An unconverged run has no complete picture to judge (nothing drained): its verdict is
+    // the failure to converge.
+    let report = if not_converged.is_none() {
+        check(&observations)
+    } else {
+        PipelineReport::default()
+    };
     if let Ok(json) = serde_json::to_vec(&observations) {
         trace.record("observations", &json);
     }
@@ -505,7 +523,15 @@ fn heal(driver: &mut Driver<'_>) -> Drive {
                     driver.caught_up(&drained.ends)
                 });
                 match settled {
-                    Ok(()) => return Ok(observe(driver, Some(drained))),
+                    Ok(()) => {
+                        tracing::debug!(
+                            at_ms = driver.now_ms(),
+                            ends = ?drained.ends,
+                            lags = ?lock(&driver.control).as_ref().map(|control| STAGES.map(|stage| control.lag(stage))),
+                            "converged"
+                        );
+                        return Ok(observe(driver, Some(drained)));
+                    }
                     Err(reason) => last_reason = reason,
                 }
             }
