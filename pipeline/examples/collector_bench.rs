@@ -32,12 +32,18 @@
 //! `persisted_at` (the persister's wall clock, ms) splits it into "202 → row committed" and
 //! the rest. Polling the store instead would see the row commit but not the publish.
 //!
-//! `--collector-linger-ms MS` is an experiment, not the shipped configuration: the load then
-//! goes to a second collector (`collector::router`) whose own producer lingers MS instead of the
-//! default 5 ms; the stages and the relay still run from `app::start` unchanged.
+//! Experiments, not the shipped configuration, change one `PipelineConfig` setting each:
+//! `--collector-linger-ms MS` (`collector_linger`, shipped 0), `--relay-linger-ms MS`
+//! (`relay_linger`, shipped 0), `--collector-shared-runtime` (`collector_own_thread: false`: the
+//! collector on the caller's tokio runtime, as before it got a thread of its own) and
+//! `--stages-shared-runtime` (`stages_own_thread: false`: the stages and the relay there too),
+//! `--stages-workers N` (`stages_workers`) and `--stage-poll-records N` (`stage.max_poll_records`).
+//! The caller's runtime is this example's `#[tokio::main]` (2 workers on 2 CPUs), which also
+//! runs the embedded broker and the load generator.
 //!
-//! `--collector-only` is another: the same collector and producer settings with no stages and
-//! no relay in the process, to tell the collector's own cost from the stages' interference.
+//! `--collector-only` starts only a collector (`collector::router`, its producer lingering as
+//! `--collector-linger-ms` says, 0 by default) with no stages and no relay in the process, to
+//! tell the collector's own cost from the stages' interference.
 //!
 //! Exits non-zero if any request failed (not 202, or an I/O error).
 
@@ -79,9 +85,16 @@ options:
   --warmup N              events sent before measuring, not counted (default 2000)
   --e2e-every K           follow every K-th event to events.persisted (default 10; 0: none)
   --e2e-timeout S         seconds to wait for the followed events after the load (default 120)
-  --collector-linger-ms M experiment: send the load to a second collector whose producer
-                          lingers M ms (the shipped one lingers 5 ms); stages unchanged
-  --collector-only        experiment: only a collector (shipped producer settings unless
+  --collector-linger-ms M experiment: the collector's producer lingers M ms (shipped: 0)
+  --relay-linger-ms M     experiment: the stages' and relay's producer lingers M ms (shipped: 0)
+  --collector-shared-runtime
+                          experiment: the collector on the stages' tokio runtime instead of a
+                          thread and runtime of its own (shipped: its own)
+  --stages-shared-runtime experiment: the stages and relay on the caller's tokio runtime (with
+                          the broker) instead of a thread and runtime of their own (shipped: own)
+  --stages-workers N      experiment: worker threads of the stages' own runtime (shipped: 1)
+  --stage-poll-records N  experiment: the stages' max_poll_records (shipped: 500)
+  --collector-only        experiment: only a collector (collector::router, linger as
                           --collector-linger-ms), no stages, no relay, no 202 -> persisted
   -h, --help              this text";
 
@@ -98,6 +111,11 @@ struct Args {
     e2e_every: u64,
     e2e_timeout: Duration,
     collector_linger: Option<Duration>,
+    relay_linger: Option<Duration>,
+    shared_runtime: bool,
+    stages_shared_runtime: bool,
+    stages_workers: Option<usize>,
+    stage_poll_records: Option<usize>,
     collector_only: bool,
 }
 
@@ -115,6 +133,11 @@ impl Args {
             e2e_every: 10,
             e2e_timeout: Duration::from_secs(120),
             collector_linger: None,
+            relay_linger: None,
+            shared_runtime: false,
+            stages_shared_runtime: false,
+            stages_workers: None,
+            stage_poll_records: None,
             collector_only: false,
         };
         let mut words = std::env::args().skip(1);
@@ -126,6 +149,14 @@ impl Args {
             if flag == "--collector-only" {
                 args.collector_only = true;
                 args.e2e_every = 0;
+                continue;
+            }
+            if flag == "--collector-shared-runtime" {
+                args.shared_runtime = true;
+                continue;
+            }
+            if flag == "--stages-shared-runtime" {
+                args.stages_shared_runtime = true;
                 continue;
             }
             let value = words
@@ -147,6 +178,16 @@ impl Args {
                 }
                 "--collector-linger-ms" => {
                     args.collector_linger =
+                        Some(Duration::from_millis(value.parse().map_err(|e| bad(&e))?));
+                }
+                "--stages-workers" => {
+                    args.stages_workers = Some(value.parse().map_err(|e| bad(&e))?);
+                }
+                "--stage-poll-records" => {
+                    args.stage_poll_records = Some(value.parse().map_err(|e| bad(&e))?);
+                }
+                "--relay-linger-ms" => {
+                    args.relay_linger =
                         Some(Duration::from_millis(value.parse().map_err(|e| bad(&e))?));
                 }
                 _ => return Err(format!("unknown option {flag}\n\n{USAGE}")),
@@ -666,7 +707,7 @@ impl Cluster {
     }
 }
 
-/// A second collector on its own producer (the `--collector-linger-ms` experiment).
+/// A collector alone on its own producer (the `--collector-only` experiment).
 struct ExperimentCollector {
     address: SocketAddr,
     linger: Duration,
@@ -736,6 +777,48 @@ async fn main() -> anyhow::Result<()> {
     let bootstrap = cluster.bootstrap();
     let mut config = PipelineConfig::new(bootstrap.clone());
     config.topics.partitions = args.partitions;
+    if let Some(linger) = args.collector_linger {
+        config.collector_linger = linger;
+    }
+    if let Some(linger) = args.relay_linger {
+        config.relay_linger = linger;
+    }
+    config.collector_own_thread = !args.shared_runtime;
+    config.stages_own_thread = !args.stages_shared_runtime;
+    if let Some(workers) = args.stages_workers {
+        config.stages_workers = workers;
+    }
+    if let Some(records) = args.stage_poll_records {
+        config.stage.max_poll_records = records;
+    }
+    let shipped = args.collector_linger.is_none()
+        && args.relay_linger.is_none()
+        && !args.shared_runtime
+        && !args.stages_shared_runtime
+        && args.stages_workers.is_none()
+        && args.stage_poll_records.is_none();
+    let place = |own: bool| {
+        if own {
+            "a thread and runtime of its own"
+        } else {
+            "main's runtime (with the broker)"
+        }
+    };
+    let pipeline_name = format!(
+        "app::start's collector{} (collector producer: acks=all, idempotent, linger {} ms; stages' and relay's producer linger {} ms; collector on {}; stages and relay on {}, {} worker(s), up to {} records a round)",
+        if shipped {
+            " as shipped"
+        } else {
+            ", experiment"
+        },
+        config.collector_linger.as_millis(),
+        config.relay_linger.as_millis(),
+        place(config.collector_own_thread),
+        place(config.stages_own_thread),
+        config.stages_workers,
+        config.stage.max_poll_records,
+    );
+    let collector_only_linger = config.collector_linger;
     let pipeline: Option<PipelineHandle> = if args.collector_only {
         let client = Client::connect(Env::real(), ClientConfig::new(bootstrap.clone())).await?;
         ensure_topics(&Admin::new(client.clone()), &config.topics).await?;
@@ -745,11 +828,8 @@ async fn main() -> anyhow::Result<()> {
         Some(start(Env::real(), config, Store::memory()?, Vec::new()).await?)
     };
     eprintln!("collector_bench: started on {bootstrap}");
-    let experiment = if args.collector_only || args.collector_linger.is_some() {
-        let linger = args
-            .collector_linger
-            .unwrap_or(pipeline_producer_config().linger);
-        Some(experiment_collector(&bootstrap, linger).await?)
+    let experiment = if args.collector_only {
+        Some(experiment_collector(&bootstrap, collector_only_linger).await?)
     } else {
         None
     };
@@ -758,20 +838,14 @@ async fn main() -> anyhow::Result<()> {
             experiment.address,
             experiment.metrics.clone(),
             format!(
-                "experiment: a collector (collector::router) whose own producer lingers {} ms; {}",
+                "experiment: a collector (collector::router) whose own producer lingers {} ms; no stages, no relay (--collector-only)",
                 experiment.linger.as_millis(),
-                if pipeline.is_some() {
-                    "stages and relay from app::start"
-                } else {
-                    "no stages, no relay (--collector-only)"
-                }
             ),
         ),
         (None, Some(pipeline)) => (
             pipeline.collector_addr,
             pipeline.metrics.clone(),
-            "app::start's collector as shipped (producer: acks=all, idempotent, linger 5 ms)"
-                .to_owned(),
+            pipeline_name,
         ),
         (None, None) => unreachable!("--collector-only always starts a collector"),
     };

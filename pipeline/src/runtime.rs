@@ -59,6 +59,9 @@ pub struct StageConfig {
     /// How often consumer lag is measured for the metrics.
     pub lag_interval: Duration,
     pub session_timeout: Duration,
+    /// How long a rebalance may wait for this member (Java's `max.poll.interval.ms`); also
+    /// bounds how long a JoinGroup waits on a coordinator that went silent.
+    pub rebalance_timeout: Duration,
     /// Known-bad, for the simulator only (`commit-before-process`): commit each poll's offsets
     /// before handling its records, so a crash in between loses them. Nothing outside the
     /// simulator sets it.
@@ -80,6 +83,8 @@ impl StageConfig {
             max_poll_records: 200,
             lag_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
+            // A round is one poll and one store transaction: far below Kafka's 5 minutes.
+            rebalance_timeout: Duration::from_secs(60),
             sabotage_commit_before_process: false,
         }
     }
@@ -127,6 +132,25 @@ impl HandlerError {
 /// an effect must be idempotent (keyed by event id), because delivery is at-least-once.
 pub trait Handler: Send + Sync + 'static {
     fn handle<'a>(&'a self, event: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Handles the ready events of one poll, in order, and returns one result per event, in the
+    /// same order. The stage calls this, once per round; by default it calls
+    /// [`Handler::handle`] for each event in turn. A handler overrides it to apply the whole
+    /// batch in one store transaction: each event still checked and applied on its own, and a
+    /// failing event (its own `Err`) must not keep the others from being applied. When this
+    /// returns, every `Ok` event's effect must be durable: the stage commits their offsets next.
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [Incoming],
+    ) -> BoxFuture<'a, Vec<Result<(), HandlerError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                results.push(self.handle(event).await);
+            }
+            results
+        })
+    }
 }
 
 /// Errors that stop a stage (a handler's failure never does).
@@ -174,6 +198,23 @@ enum Outcome {
     Wait,
 }
 
+/// A record looked at before the handler runs.
+enum Prepared {
+    /// Nothing for this stage to do (another stage's retry).
+    Skip,
+    /// A retry not due yet: the partition was rewound to it and paused.
+    Wait,
+    Handle(Box<Incoming>),
+}
+
+/// What a round does with one record of its poll, decided before the handler runs.
+enum Plan {
+    /// Nothing to handle (another stage's retry): commit past it.
+    Skip,
+    /// The handler's event at this index of the batch.
+    Handle(usize),
+}
+
 /// A running stage: its group member, its producer for retries and dead letters, its handler.
 pub struct Stage {
     config: StageConfig,
@@ -203,6 +244,7 @@ impl Stage {
                 .auto_offset_reset(OffsetReset::Earliest)
                 .max_poll_records(config.max_poll_records)
                 .session_timeout(config.session_timeout)
+                .rebalance_timeout(config.rebalance_timeout)
                 .heartbeat_interval(config.session_timeout / 4),
         )
         .await?;
@@ -242,7 +284,8 @@ impl Stage {
         Ok(())
     }
 
-    /// One round: release due partitions, poll, handle each event in order, commit what was
+    /// One round: release due partitions, poll, hand the ready events to the handler in one
+    /// batch, hand its failures on to the retry or dead-letter topic in order, commit what was
     /// done. Returns how many records were handled or handed on.
     pub async fn round(&mut self) -> Result<usize, StageError> {
         let now_ms = self.client_wall_ms();
@@ -264,15 +307,75 @@ impl Stage {
                 .collect();
             let _ = self.consumer.commit_sync(Some(polled)).await;
         }
-        let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        // Which records to handle: a partition's records after one that must wait (a retry
+        // not due yet) are left for a later poll, as the partition was rewound to it. The
+        // records before it are planned, and must be carried out below whatever happens to
+        // that partition later: the rewind passed them, so nothing would bring them back.
+        let mut not_due: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut plans: Vec<(usize, Plan)> = Vec::with_capacity(records.len());
+        let mut batch: Vec<Incoming> = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            let tp = TopicPartition::new(record.topic.clone(), record.partition);
+            if not_due.contains(&tp) {
+                continue;
+            }
+            match self.prepare(record, now_ms).await {
+                Prepared::Skip => plans.push((index, Plan::Skip)),
+                Prepared::Wait => {
+                    not_due.insert(tp);
+                }
+                Prepared::Handle(incoming) => {
+                    plans.push((index, Plan::Handle(batch.len())));
+                    batch.push(*incoming);
+                }
+            }
+        }
+
+        // One call for the whole batch: the shipped handlers commit it in one transaction.
+        let mut results = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.handler.handle_batch(&batch).await
+        };
+        if results.len() != batch.len() {
+            let error = HandlerError::new(format!(
+                "handler returned {} results for {} events",
+                results.len(),
+                batch.len()
+            ));
+            results.resize(batch.len(), Err(error));
+        }
+        let applied = results.iter().filter(|result| result.is_ok()).count();
+        if applied > 0 {
+            for _ in 0..applied {
+                self.metrics.inc_processed(&self.config.group);
+            }
+            // Applied (and committed to the store), their offsets not yet committed to Kafka.
+            tidepool_io::crash_point!(self.client.env().disk, "stage.effect.applied");
+        }
+
+        // Failures are handed on in poll order; a partition whose hand-on failed is rewound to
+        // that record, so nothing after it there is handed on or committed past.
         let mut waiting: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let mut handled = 0;
-        for record in records {
+        for (index, plan) in plans {
+            let record = &records[index];
             let tp = TopicPartition::new(record.topic.clone(), record.partition);
             if waiting.contains(&tp) {
                 continue;
             }
-            match self.process(&record, now_ms).await {
+            let outcome = match plan {
+                Plan::Skip => Outcome::Done,
+                Plan::Handle(slot) => match &results[slot] {
+                    Ok(()) => Outcome::Done,
+                    Err(error) => {
+                        let error = error.clone();
+                        self.hand_on(record, &batch[slot], &error, now_ms).await
+                    }
+                },
+            };
+            match outcome {
                 Outcome::Done => {
                     done.insert(tp, record.offset + 1);
                     handled += 1;
@@ -293,6 +396,9 @@ impl Stage {
                 tracing::debug!(group = %self.config.group, %error, "commit failed; records will be redelivered");
             }
         }
+        // A round's store work runs on this task without awaiting anything: let the runtime's
+        // other tasks (the collector, the producers, other stages) in before the next one.
+        tokio::task::yield_now().await;
         Ok(handled)
     }
 
@@ -335,19 +441,20 @@ impl Stage {
         }
     }
 
-    async fn process(&mut self, record: &ConsumerRecord, now_ms: i64) -> Outcome {
+    /// The event a record carries for this stage, or why it is not handled now.
+    async fn prepare(&mut self, record: &ConsumerRecord, now_ms: i64) -> Prepared {
         let from_retry = record.topic == self.config.retry_topic;
         if from_retry {
             if header_str(&record.headers, headers::STAGE).as_deref()
                 != Some(self.config.group.as_str())
             {
                 // Another stage's retry.
-                return Outcome::Done;
+                return Prepared::Skip;
             }
             let due_ms = header_number(&record.headers, headers::DUE_MS).unwrap_or(0);
             if due_ms > now_ms {
                 self.hold(record, due_ms).await;
-                return Outcome::Wait;
+                return Prepared::Wait;
             }
         }
         let attempt = if from_retry {
@@ -375,15 +482,7 @@ impl Stage {
                 format!("{}/{}@{}", record.topic, record.partition, record.offset)
             }),
         };
-        match self.handler.handle(&incoming).await {
-            Ok(()) => {
-                self.metrics.inc_processed(&self.config.group);
-                // Applied (and committed to the store), its offset not yet committed to Kafka.
-                tidepool_io::crash_point!(self.client.env().disk, "stage.effect.applied");
-                Outcome::Done
-            }
-            Err(error) => self.hand_on(record, &incoming, &error, now_ms).await,
-        }
+        Prepared::Handle(Box::new(incoming))
     }
 
     /// Produces a failed event to the retry topic, or after its last attempt to the

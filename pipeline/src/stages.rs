@@ -1,6 +1,8 @@
 //! The shipped stages, three consumer groups reading `events.raw` in parallel as in the case
-//! study, and the outbox relay. Each stage's effect is one store transaction keyed by
-//! (stage, event id), so redelivery never applies it twice:
+//! study, and the outbox relay. Each stage's effect is keyed by (stage, event id) in the store,
+//! written in the same transaction as that key, so redelivery never applies it twice. A stage
+//! applies a whole poll's events in one transaction ([`Handler::handle_batch`]), one event per
+//! transaction when called per event ([`Handler::handle`]):
 //!
 //! - enrichment: adds derived fields and queues the enriched event for `events.enriched` (an
 //!   outbox row: the produce happens after the transaction, by the relay);
@@ -22,7 +24,9 @@ use tokio::sync::watch;
 
 use crate::event::Event;
 use crate::runtime::{Handler, HandlerError, Incoming, headers};
-use crate::store::{NewOutboxRow, Store, StoreError};
+use crate::store::{
+    Applied, EventToCount, EventToPersist, EventToPublish, NewOutboxRow, Store, StoreError,
+};
 use crate::topics;
 
 pub const ENRICHMENT: &str = "enrichment";
@@ -30,6 +34,9 @@ pub const ANALYTICS: &str = "analytics";
 pub const PERSISTER: &str = "persister";
 
 const MINUTE_MS: i64 = 60_000;
+
+/// How long the relay pauses after a failed publish before trying again.
+const RELAY_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Header the relay adds to each published row: its outbox sequence number.
 pub const OUTBOX_SEQ: &str = "outbox-seq";
@@ -63,6 +70,59 @@ fn store_error(error: StoreError) -> HandlerError {
     HandlerError::new(format!("store: {error}"))
 }
 
+/// The results of a batch in event order: `prepared` holds each event's own failure (it never
+/// reached the store) or its index among `items`, which went to the store in one call.
+fn batch_results<T>(
+    prepared: Vec<Result<usize, HandlerError>>,
+    items: &[T],
+    write: impl FnOnce(&[T]) -> Result<Vec<Result<Applied, StoreError>>, StoreError>,
+) -> Vec<Result<(), HandlerError>> {
+    let written = if items.is_empty() {
+        Ok(Vec::new())
+    } else {
+        write(items)
+    };
+    match written {
+        Ok(written) => prepared
+            .into_iter()
+            .map(|slot| {
+                let index = slot?;
+                match written.get(index) {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(error)) => Err(HandlerError::new(format!("store: {error}"))),
+                    None => Err(HandlerError::new("store: no result for the event")),
+                }
+            })
+            .collect(),
+        // The transaction failed: none of the events was applied.
+        Err(error) => {
+            let error = store_error(error);
+            prepared
+                .into_iter()
+                .map(|slot| slot.and(Err(error.clone())))
+                .collect()
+        }
+    }
+}
+
+/// Parses each event and prepares its store item with `prepare`; an event that fails gets its
+/// error in place and no item.
+fn prepare_batch<T>(
+    events: &[Incoming],
+    mut prepare: impl FnMut(Event) -> Result<T, HandlerError>,
+) -> (Vec<Result<usize, HandlerError>>, Vec<T>) {
+    let mut items = Vec::with_capacity(events.len());
+    let prepared = events
+        .iter()
+        .map(|incoming| {
+            let item = prepare(parse_event(incoming)?)?;
+            items.push(item);
+            Ok(items.len() - 1)
+        })
+        .collect();
+    (prepared, items)
+}
+
 /// The start of the minute `timestamp_ms` falls in.
 pub fn minute_of(timestamp_ms: i64) -> i64 {
     timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS
@@ -93,18 +153,42 @@ pub struct Enrichment {
     pub clock: Arc<dyn Clock>,
 }
 
+/// The outbox row carrying an enriched event to `events.enriched`.
+fn enriched_row(event: &Event) -> Result<NewOutboxRow, HandlerError> {
+    let value =
+        serde_json::to_vec(&enrich(event)).map_err(|error| HandlerError::new(error.to_string()))?;
+    Ok(NewOutboxRow {
+        topic: topics::ENRICHED.to_owned(),
+        key: Some(event.tenant.clone().into_bytes()),
+        value,
+        headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
+    })
+}
+
 impl Handler for Enrichment {
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [Incoming],
+    ) -> BoxFuture<'a, Vec<Result<(), HandlerError>>> {
+        Box::pin(async move {
+            let (prepared, items) = prepare_batch(events, |event| {
+                Ok(EventToPublish {
+                    row: enriched_row(&event)?,
+                    event_id: event.id,
+                })
+            });
+            let _turn = self.store.write_turn().await;
+            batch_results(prepared, &items, |items| {
+                self.store
+                    .publish_effects(ENRICHMENT, items, self.clock.wall_ms())
+            })
+        })
+    }
+
     fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let event = parse_event(incoming)?;
-            let value = serde_json::to_vec(&enrich(&event))
-                .map_err(|error| HandlerError::new(error.to_string()))?;
-            let row = NewOutboxRow {
-                topic: topics::ENRICHED.to_owned(),
-                key: Some(event.tenant.clone().into_bytes()),
-                value,
-                headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
-            };
+            let row = enriched_row(&event)?;
             self.store
                 .apply_effect(ENRICHMENT, &event.id, self.clock.wall_ms(), |effects| {
                     effects.publish(row)?;
@@ -123,6 +207,26 @@ pub struct Analytics {
 }
 
 impl Handler for Analytics {
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [Incoming],
+    ) -> BoxFuture<'a, Vec<Result<(), HandlerError>>> {
+        Box::pin(async move {
+            let (prepared, items) = prepare_batch(events, |event| {
+                Ok(EventToCount {
+                    minute_ms: minute_of(event.timestamp),
+                    event_id: event.id,
+                    tenant: event.tenant,
+                })
+            });
+            let _turn = self.store.write_turn().await;
+            batch_results(prepared, &items, |items| {
+                self.store
+                    .apply_rollups(ANALYTICS, items, self.clock.wall_ms())
+            })
+        })
+    }
+
     fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let event = parse_event(incoming)?;
@@ -160,25 +264,60 @@ impl Persister {
     }
 }
 
+/// The persister's business row for an event and the notice announcing it on
+/// `events.persisted`.
+fn persisted(event: &Event, now: i64) -> Result<(Vec<u8>, NewOutboxRow), HandlerError> {
+    let row = serde_json::to_vec(event).map_err(|error| HandlerError::new(error.to_string()))?;
+    let notice = json!({
+        "id": event.id,
+        "tenant": event.tenant,
+        "type": event.kind,
+        "persisted_at": now,
+    });
+    let outbox = NewOutboxRow {
+        topic: topics::PERSISTED.to_owned(),
+        key: Some(event.tenant.clone().into_bytes()),
+        value: notice.to_string().into_bytes(),
+        headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
+    };
+    Ok((row, outbox))
+}
+
 impl Handler for Persister {
+    fn handle_batch<'a>(
+        &'a self,
+        events: &'a [Incoming],
+    ) -> BoxFuture<'a, Vec<Result<(), HandlerError>>> {
+        Box::pin(async move {
+            if self.sabotage_direct.is_some() {
+                // The sabotage's window is per event: write, then produce.
+                let mut results = Vec::with_capacity(events.len());
+                for incoming in events {
+                    results.push(self.handle(incoming).await);
+                }
+                return results;
+            }
+            let now = self.clock.wall_ms();
+            let (prepared, items) = prepare_batch(events, |event| {
+                let (row, outbox) = persisted(&event, now)?;
+                Ok(EventToPersist {
+                    event_id: event.id,
+                    row,
+                    outbox,
+                })
+            });
+            let _turn = self.store.write_turn().await;
+            batch_results(prepared, &items, |items| {
+                self.store.persist_events(PERSISTER, items, now)
+            })
+        })
+    }
+
     fn handle<'a>(&'a self, incoming: &'a Incoming) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let event = parse_event(incoming)?;
-            let row =
-                serde_json::to_vec(&event).map_err(|error| HandlerError::new(error.to_string()))?;
             let now = self.clock.wall_ms();
-            let notice = json!({
-                "id": event.id,
-                "tenant": event.tenant,
-                "type": event.kind,
-                "persisted_at": now,
-            });
-            let outbox = NewOutboxRow {
-                topic: topics::PERSISTED.to_owned(),
-                key: Some(event.tenant.clone().into_bytes()),
-                value: notice.to_string().into_bytes(),
-                headers: vec![(headers::EVENT_ID.to_owned(), event.id.clone().into_bytes())],
-            };
+            let (row, outbox) = persisted(&event, now)?;
             if let Some(producer) = &self.sabotage_direct {
                 return write_then_produce(&self.store, producer, &event.id, &row, outbox, now)
                     .await;
@@ -228,6 +367,10 @@ async fn write_then_produce(
 /// Publishes outbox rows in order with an idempotent producer, then marks them sent. A crash
 /// between the two publishes them again (consumers dedup by event id); a row is never marked
 /// sent before its publish was acknowledged.
+///
+/// Idle, it waits for the store's signal that a commit appended rows
+/// ([`Store::outbox_written`]), so a row is published as soon as it is committed; the idle
+/// pause is only a bound in case a signal is missed (another process wrote the file).
 pub struct OutboxRelay {
     store: Store,
     clock: Arc<dyn Clock>,
@@ -243,8 +386,15 @@ impl OutboxRelay {
             clock,
             producer,
             batch: 500,
-            idle: Duration::from_millis(20),
+            idle: Duration::from_millis(100),
         }
+    }
+
+    /// How long to wait for unsent rows without a signal from the store before looking again
+    /// (default 100 ms).
+    pub fn idle(mut self, idle: Duration) -> OutboxRelay {
+        self.idle = idle;
+        self
     }
 
     /// Publishes one batch of unsent rows; returns how many were published.
@@ -269,6 +419,7 @@ impl OutboxRelay {
         }
         // The window the simulator crashes in: published, not yet marked.
         self.store.crash_point("outbox.published");
+        let _turn = self.store.write_turn().await;
         self.store.mark_sent(last)?;
         Ok(rows.len())
     }
@@ -277,18 +428,25 @@ impl OutboxRelay {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let clock = Arc::clone(&self.clock);
         while !*stop.borrow() {
-            let pause = match self.publish_once().await {
-                Ok(0) => self.idle,
-                Ok(_) => Duration::ZERO,
+            match self.publish_once().await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = self.store.outbox_written() => {}
+                        _ = clock.sleep(self.idle) => {}
+                    }
+                }
+                Ok(_) => {
+                    // Rows came in while these were published: take them at once, but let the
+                    // runtime's other tasks in between.
+                    tokio::task::yield_now().await;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "outbox relay: publish failed; retrying");
-                    self.idle * 10
-                }
-            };
-            if !pause.is_zero() {
-                tokio::select! {
-                    _ = stop.changed() => {}
-                    _ = clock.sleep(pause) => {}
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = clock.sleep(RELAY_RETRY_PAUSE) => {}
+                    }
                 }
             }
         }

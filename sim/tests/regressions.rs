@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use tidepool_sim::campaign::{Failure, replay};
+use tidepool_sim::pipeline::campaign::PipelineFailure;
+use tidepool_sim::pipeline::run_pipeline;
 use tidepool_sim::scenario::Variant;
 
 #[test]
@@ -19,9 +21,20 @@ fn every_kept_failure_replays_as_expected() {
     files.sort();
     assert!(!files.is_empty(), "{} holds no failures", dir.display());
     for path in files {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if let Some(failure) = PipelineFailure::read(&path).unwrap() {
+            let outcome = run_pipeline(&failure.scenario, failure.variant);
+            assert_eq!(
+                outcome.is_anomalous(),
+                failure.variant != Variant::None,
+                "{name} (variant {}): {}",
+                failure.variant,
+                outcome.summary()
+            );
+            continue;
+        }
         let failure = Failure::read(&path).unwrap();
         let outcome = replay(&failure);
-        let name = path.file_name().unwrap().to_string_lossy();
         if failure.variant == Variant::None {
             assert!(
                 !outcome.is_anomalous(),

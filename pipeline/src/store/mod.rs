@@ -3,7 +3,10 @@
 //! the `Disk` seam through [`DiskBackend`].
 //!
 //! Every write method is one redb write transaction committed with `Durability::Immediate`: when
-//! it returns `Ok`, the commit has been fsynced, so a crash of the machine keeps it. A method that
+//! it returns `Ok`, the commit has been fsynced, so a crash of the machine keeps it. The batch
+//! methods ([`Store::persist_events`], [`Store::apply_rollups`], [`Store::publish_effects`]) apply
+//! many events in that one transaction, each with its own dedup check, so a stage pays one commit
+//! per poll rather than one per event. A method that
 //! fails, or a crash before the commit's sync returned, leaves no trace of it. All methods are
 //! synchronous (the `Disk` seam is); each write blocks for one fsync.
 //!
@@ -51,6 +54,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 use tidepool_io::{Disk, DiskFile, MemDisk};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 pub use backend::DiskBackend;
 
@@ -209,6 +213,11 @@ struct Inner {
     file: Arc<dyn DiskFile>,
     config: StoreConfig,
     path: PathBuf,
+    /// Signalled after a commit that appended outbox rows, so the relay publishes them at once
+    /// instead of finding them on its next idle poll.
+    outbox_written: Notify,
+    /// Turns at writing for async callers ([`Store::write_turn`]).
+    writers: Semaphore,
     _claim: open::Claim,
 }
 
@@ -299,6 +308,59 @@ fn note_stage(txn: &WriteTransaction, stage: &str, wrote: u64) -> Result<(), Sto
         stages.insert(stage, flags | wrote)?;
     }
     Ok(())
+}
+
+/// A batch body's end: commit when an item was applied, else abort (nothing to sync).
+fn commit_if<R>(
+    txn: &WriteTransaction,
+    any_new: bool,
+    stage: &str,
+    wrote: u64,
+    value: R,
+) -> Result<Outcome<R>, StoreError> {
+    if !any_new {
+        return Ok(Outcome::Abort(value));
+    }
+    note_stage(txn, stage, wrote)?;
+    Ok(Outcome::Commit(value))
+}
+
+/// Splits an outbox append's failure: a full outbox refuses one event of a batch (nothing of
+/// it was written), anything else fails the transaction.
+fn refusable(appended: Result<u64, StoreError>) -> Result<Result<u64, StoreError>, StoreError> {
+    match appended {
+        Ok(seq) => Ok(Ok(seq)),
+        Err(full @ StoreError::OutboxFull { .. }) => Ok(Err(full)),
+        Err(error) => Err(error),
+    }
+}
+
+/// A turn at writing to the store ([`Store::write_turn`]); dropping it ends the turn.
+pub struct WriteTurn<'a> {
+    _permit: SemaphorePermit<'a>,
+}
+
+/// One event of [`Store::persist_events`]: its business row and the outbox row announcing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToPersist {
+    pub event_id: String,
+    pub row: Vec<u8>,
+    pub outbox: NewOutboxRow,
+}
+
+/// One event of [`Store::apply_rollups`]: the tenant and minute it counts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToCount {
+    pub event_id: String,
+    pub tenant: String,
+    pub minute_ms: i64,
+}
+
+/// One event of [`Store::publish_effects`]: the outbox row it publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToPublish {
+    pub event_id: String,
+    pub row: NewOutboxRow,
 }
 
 /// The handle an effect of [`Store::apply_effect`] writes through: the stage's own slice of the
@@ -449,7 +511,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Applied, StoreError> {
         let max = self.inner.config.outbox_rows_max;
-        self.write(|txn| {
+        let applied = self.write(|txn| {
             let mut dedup = txn.open_table(DEDUP)?;
             if self.seen(&dedup, stage, event_id)? {
                 return Ok(Outcome::Abort(Applied::Duplicate));
@@ -461,7 +523,9 @@ impl Store {
             Ok(Outcome::Commit(Applied::New {
                 outbox_seq: Some(seq),
             }))
-        })
+        })?;
+        self.wake_relay(applied.is_new());
+        Ok(applied)
     }
 
     /// The analytics stage's write: unless `(stage, event_id)` was applied before, counts one
@@ -531,7 +595,7 @@ impl Store {
         F: FnOnce(&mut Effects<'_>) -> Result<(), StoreError>,
     {
         let outbox_rows_max = self.inner.config.outbox_rows_max;
-        self.write(|txn| {
+        let applied = self.write(|txn| {
             let mut dedup = txn.open_table(DEDUP)?;
             if self.seen(&dedup, stage, event_id)? {
                 return Ok(Outcome::Abort(Applied::Duplicate));
@@ -551,7 +615,177 @@ impl Store {
             dedup.insert((stage, event_id), now_ms)?;
             note_stage(txn, stage, WROTE_EFFECTS)?;
             Ok(Outcome::Commit(Applied::New { outbox_seq }))
+        })?;
+        self.wake_relay(matches!(
+            applied,
+            Applied::New {
+                outbox_seq: Some(_)
+            }
+        ));
+        Ok(applied)
+    }
+
+    /// Waits for this caller's turn to write, without blocking its thread. redb admits one
+    /// write transaction at a time and makes the others wait in `begin_write`, blocking their
+    /// thread: on an async runtime, a worker that could run other tasks meanwhile. A task that
+    /// holds the turn while it calls a write method (the stages, the relay) leaves the others
+    /// waiting here, as tasks. Writes without a turn stay correct, redb still serialises them.
+    pub async fn write_turn(&self) -> WriteTurn<'_> {
+        WriteTurn {
+            _permit: self
+                .inner
+                .writers
+                .acquire()
+                .await
+                .expect("the store never closes its writers' semaphore"),
+        }
+    }
+
+    /// Completes when a commit appended outbox rows since the last time this completed (at
+    /// once if one did): the relay waits on it between polls. One waiter is woken per signal.
+    pub async fn outbox_written(&self) {
+        self.inner.outbox_written.notified().await;
+    }
+
+    /// Called after a commit: `appended` says whether it added outbox rows. The permit is kept
+    /// until the relay next waits, so a row committed while it was publishing is not missed.
+    fn wake_relay(&self, appended: bool) {
+        if appended {
+            self.inner.outbox_written.notify_one();
+        }
+    }
+
+    /// Runs `apply` for each item not applied by `stage` before, recording its dedup key when
+    /// it succeeds. `apply` returns `Ok(Err(_))` to refuse one item, having written nothing
+    /// for it, and `Err(_)` to fail the whole transaction. Also returns whether any item was
+    /// applied and whether any wrote an outbox row.
+    #[allow(clippy::type_complexity)]
+    fn apply_each<T>(
+        &self,
+        dedup: &mut Table<'_, (&'static str, &'static str), i64>,
+        stage: &str,
+        items: &[T],
+        now_ms: i64,
+        event_id: impl Fn(&T) -> &str,
+        mut apply: impl FnMut(&T) -> Result<Result<Option<u64>, StoreError>, StoreError>,
+    ) -> Result<(Vec<Result<Applied, StoreError>>, bool, bool), StoreError> {
+        let mut results = Vec::with_capacity(items.len());
+        let (mut any_new, mut appended) = (false, false);
+        for item in items {
+            let id = event_id(item);
+            // Reads this transaction's own keys too: an event twice in one batch applies once.
+            if self.seen(dedup, stage, id)? {
+                results.push(Ok(Applied::Duplicate));
+                continue;
+            }
+            match apply(item)? {
+                Ok(outbox_seq) => {
+                    dedup.insert((stage, id), now_ms)?;
+                    any_new = true;
+                    appended |= outbox_seq.is_some();
+                    results.push(Ok(Applied::New { outbox_seq }));
+                }
+                Err(refused) => results.push(Err(refused)),
+            }
+        }
+        Ok((results, any_new, appended))
+    }
+
+    /// [`Store::persist_event`] for many events in one transaction (one commit, one sync): each
+    /// event is checked against its dedup key and, if new, stored with its outbox row and key,
+    /// as one call per event would. The outer `Err` means the transaction failed and nothing
+    /// was written; an inner `Err` ([`StoreError::OutboxFull`]) refuses that event alone, with
+    /// nothing of it written, and the others still commit.
+    pub fn persist_events(
+        &self,
+        stage: &str,
+        events: &[EventToPersist],
+        now_ms: i64,
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let max = self.inner.config.outbox_rows_max;
+        let (results, appended) = self.write(|txn| {
+            let mut dedup = txn.open_table(DEDUP)?;
+            let mut outbox = Outbox::open(txn)?;
+            let mut rows = txn.open_table(EVENTS)?;
+            let (results, any_new, appended) = self.apply_each(
+                &mut dedup,
+                stage,
+                events,
+                now_ms,
+                |event| event.event_id.as_str(),
+                |event| {
+                    let seq = match refusable(outbox.append(&event.outbox, now_ms, max))? {
+                        Ok(seq) => seq,
+                        Err(refused) => return Ok(Err(refused)),
+                    };
+                    rows.insert(event.event_id.as_str(), event.row.as_slice())?;
+                    Ok(Ok(Some(seq)))
+                },
+            )?;
+            drop((outbox, rows));
+            commit_if(txn, any_new, stage, WROTE_EVENTS, (results, appended))
+        })?;
+        self.wake_relay(appended);
+        Ok(results)
+    }
+
+    /// [`Store::apply_rollup`] for many events in one transaction: each new event counted once
+    /// for its tenant and minute, with its dedup key. The outer `Err` means nothing was
+    /// written.
+    pub fn apply_rollups(
+        &self,
+        stage: &str,
+        events: &[EventToCount],
+        now_ms: i64,
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        self.write(|txn| {
+            let mut dedup = txn.open_table(DEDUP)?;
+            let mut rollups = txn.open_table(ROLLUPS)?;
+            let (results, any_new, _) = self.apply_each(
+                &mut dedup,
+                stage,
+                events,
+                now_ms,
+                |event| event.event_id.as_str(),
+                |event| {
+                    let key = (event.tenant.as_str(), event.minute_ms);
+                    let count = rollups.get(key)?.map_or(0, |count| count.value());
+                    rollups.insert(key, count + 1)?;
+                    Ok(Ok(None))
+                },
+            )?;
+            drop(rollups);
+            commit_if(txn, any_new, stage, WROTE_ROLLUPS, results)
         })
+    }
+
+    /// For many events in one transaction, what [`Store::apply_effect`] does with an effect
+    /// that only publishes one outbox row: each new event's row appended, with its dedup key.
+    /// The outer `Err` means nothing was written; an inner `Err` ([`StoreError::OutboxFull`])
+    /// refuses that event alone.
+    pub fn publish_effects(
+        &self,
+        stage: &str,
+        events: &[EventToPublish],
+        now_ms: i64,
+    ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
+        let max = self.inner.config.outbox_rows_max;
+        let (results, appended) = self.write(|txn| {
+            let mut dedup = txn.open_table(DEDUP)?;
+            let mut outbox = Outbox::open(txn)?;
+            let (results, any_new, appended) = self.apply_each(
+                &mut dedup,
+                stage,
+                events,
+                now_ms,
+                |event| event.event_id.as_str(),
+                |event| Ok(refusable(outbox.append(&event.row, now_ms, max))?.map(Some)),
+            )?;
+            drop(outbox);
+            commit_if(txn, any_new, stage, WROTE_EFFECTS, (results, appended))
+        })?;
+        self.wake_relay(appended);
+        Ok(results)
     }
 
     /// Up to `limit` unsent outbox rows, in ascending sequence: the order to publish them in.

@@ -114,6 +114,8 @@ pub(super) fn open_shared(
         file,
         config,
         path: path.to_path_buf(),
+        outbox_written: tokio::sync::Notify::new(),
+        writers: tokio::sync::Semaphore::new(1),
         _claim: Claim { id, disk },
     });
     registry.entries.push(Entry {

@@ -216,6 +216,7 @@ fn stage_config(group: &str, shared: &PipelineShared) -> StageConfig {
         max_poll_records: 20,
         lag_interval: Duration::from_secs(5),
         session_timeout: Duration::from_secs(2),
+        rebalance_timeout: Duration::from_secs(10),
         sabotage_commit_before_process: shared.variant == Variant::CommitBeforeProcess,
         ..StageConfig::new(group)
     }

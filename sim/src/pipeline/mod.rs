@@ -371,10 +371,7 @@ pub fn run_pipeline(scenario: &PipelineScenario, variant: Variant) -> PipelineOu
     let result = drive(&mut driver, scenario);
     let elapsed_ms = u64::try_from(driver.elapsed().as_millis()).unwrap_or(u64::MAX);
     let faults = std::mem::take(&mut driver.faults);
-    let (observations, not_converged) = match result {
-        Ok(observations) => (observations, None),
-        Err((observations, reason)) => (observations, Some(reason)),
-    };
+    let (observations, not_converged) = result;
     drop(driver);
     // An unconverged run has no complete picture to judge (nothing drained): its verdict is
     // the failure to converge.
@@ -396,7 +393,8 @@ pub fn run_pipeline(scenario: &PipelineScenario, variant: Variant) -> PipelineOu
     }
 }
 
-type Drive = Result<Observations, (Observations, String)>;
+/// What the run observed, and why it did not converge if it did not.
+type Drive = (Observations, Option<String>);
 
 fn drive(driver: &mut Driver<'_>, scenario: &PipelineScenario) -> Drive {
     let end = scenario
@@ -414,7 +412,7 @@ fn drive(driver: &mut Driver<'_>, scenario: &PipelineScenario) -> Drive {
             next += 1;
         }
         if let Err(error) = driver.step() {
-            return Err((observe(driver, None), error));
+            return (observe(driver, None), Some(error));
         }
     }
     heal(driver)
@@ -466,7 +464,7 @@ fn heal(driver: &mut Driver<'_>) -> Drive {
         driver.restart(host);
     }
     let deadline = driver.elapsed() + HEAL_BUDGET;
-    let give_up = |driver: &Driver<'_>, why: String| Err((observe(driver, None), why));
+    let give_up = |driver: &Driver<'_>, why: String| (observe(driver, None), Some(why));
     while driver.shared.posts_in_flight.load(Ordering::SeqCst) > 0
         || !lock(&driver.shared.posts).is_empty()
     {
@@ -530,7 +528,7 @@ fn heal(driver: &mut Driver<'_>) -> Drive {
                             lags = ?lock(&driver.control).as_ref().map(|control| STAGES.map(|stage| control.lag(stage))),
                             "converged"
                         );
-                        return Ok(observe(driver, Some(drained)));
+                        return (observe(driver, Some(drained)), None);
                     }
                     Err(reason) => last_reason = reason,
                 }
