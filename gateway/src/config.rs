@@ -45,6 +45,25 @@ pub struct GatewayConfig {
     pub service_refresh_interval: Duration,
     /// How long a produce to a request topic may wait for metadata or buffer space.
     pub produce_block: Duration,
+    /// The `host:port` other nodes reach this node's `/internal/responses` at, announced in
+    /// `gateway.{deployment}.nodes`. `None`: the node announces nothing, so replies for its
+    /// requests that land on another node's partition cannot be forwarded to it.
+    pub advertised_address: Option<String>,
+    /// Replies for other nodes' requests forwarded at once (from one poll); more wait their turn
+    /// and the response consumer polls again only when all of a poll's forwards are done, so its
+    /// commit never passes a reply still being forwarded.
+    pub forward_queue_max: usize,
+    /// How long one forwarding POST may take.
+    pub forward_attempt_timeout: Duration,
+    /// How long a reply is retried before it is dropped (`forward_failed`); also the longest a
+    /// forward can hold up this node's own replies behind it.
+    pub forward_deadline: Duration,
+    /// The first pause between forwarding attempts; it doubles up to a quarter of the deadline.
+    pub forward_backoff: Duration,
+    /// Largest forwarded reply `/internal/responses` accepts; larger gets 413.
+    pub forwarded_reply_bytes_max: usize,
+    /// Nodes the node table remembers; announcements of further nodes are ignored.
+    pub nodes_max: usize,
 }
 
 /// The longest node id.
@@ -71,12 +90,24 @@ impl GatewayConfig {
             rebalance_timeout: Duration::from_secs(30),
             service_refresh_interval: Duration::from_millis(500),
             produce_block: Duration::from_secs(5),
+            advertised_address: None,
+            forward_queue_max: 256,
+            forward_attempt_timeout: Duration::from_secs(2),
+            forward_deadline: Duration::from_secs(5),
+            forward_backoff: Duration::from_millis(50),
+            forwarded_reply_bytes_max: 8 << 20,
+            nodes_max: 1024,
         }
     }
 
     /// The deployment's response topic.
     pub fn response_topic(&self) -> String {
         format!("gateway.{}.responses", self.deployment)
+    }
+
+    /// The compacted topic where the deployment's nodes announce their internal address.
+    pub fn nodes_topic(&self) -> String {
+        format!("gateway.{}.nodes", self.deployment)
     }
 
     /// The consumer group sharing the response topic's partitions among the nodes.
@@ -107,10 +138,26 @@ impl GatewayConfig {
         if self.response_partitions < 1
             || self.parked_max == 0
             || self.correlation_attempts_max == 0
+            || self.forward_queue_max == 0
+            || self.nodes_max == 0
         {
             return Err(
-                "partitions, parked_max and correlation_attempts_max must be positive".into(),
+                "partitions, parked_max, correlation_attempts_max, forward_queue_max and nodes_max must be positive".into(),
             );
+        }
+        // The response consumer polls again only when a poll's forwards are done; polling less
+        // often than the rebalance timeout would cost it its group membership.
+        if self.forward_deadline + self.forward_attempt_timeout >= self.rebalance_timeout {
+            return Err(
+                "forward_deadline + forward_attempt_timeout must be below rebalance_timeout".into(),
+            );
+        }
+        if let Some(address) = &self.advertised_address
+            && !address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            return Err(format!("advertised address {address:?}: host:port"));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 use tidepool_client::{DeliveryFuture, Error, ProducerRecord};
 
@@ -29,7 +29,43 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Replies can be larger than requests: the internal route has its own limit.
+        .merge(
+            Router::new()
+                .route(crate::forward::INTERNAL_RESPONSES, post(forwarded_response))
+                .layer(DefaultBodyLimit::max(
+                    shared.config.forwarded_reply_bytes_max,
+                )),
+        )
         .with_state(shared)
+}
+
+/// A reply another node read for a request parked here: delivered exactly as this node's own
+/// response consumer would deliver it, so forwarding cannot answer any other request.
+async fn forwarded_response(State(gateway): State<Gateway>, body: Bytes) -> Response {
+    let forwarded = match crate::forward::decode(&body) {
+        Ok(forwarded) => forwarded,
+        Err(reason) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a forwarded reply: {reason}"),
+                json!({}),
+            );
+        }
+    };
+    gateway.metrics.forwarded("received");
+    let delivery = crate::responses::deliver(
+        &gateway.parked,
+        &gateway.metrics,
+        &forwarded.id,
+        forwarded.reply,
+        gateway.env.clock.now(),
+    );
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "delivery": delivery.reason() })),
+    )
+        .into_response()
 }
 
 async fn healthz(State(gateway): State<Gateway>) -> Response {

@@ -26,8 +26,14 @@ pub const TIMEOUTS: &str = "tidepool_gateway_timeouts_total";
 pub const UNAVAILABLE: &str = "tidepool_gateway_unavailable_total";
 /// Responses handed to their parked request.
 pub const RESPONSES_DELIVERED: &str = "tidepool_gateway_responses_delivered_total";
-/// Responses dropped, by reason: late, duplicate, unknown, malformed, other_node.
+/// Responses dropped, by reason: late, duplicate, unknown, malformed, node_gone,
+/// stale_incarnation, forward_failed, forward_refused.
 pub const RESPONSES_DROPPED: &str = "tidepool_gateway_responses_dropped_total";
+/// Replies forwarded between nodes, by direction: `sent` (answered by the node that parked the
+/// request) and `received` (taken by this node's `/internal/responses`).
+pub const RESPONSES_FORWARDED: &str = "tidepool_gateway_responses_forwarded_total";
+/// Forwarding attempts that failed (each retry counts).
+pub const FORWARD_FAILURES: &str = "tidepool_gateway_forward_failures_total";
 /// Requests a responder answered, by service.
 pub const RESPONDER_REPLIES: &str = "tidepool_responder_replies_total";
 
@@ -91,6 +97,8 @@ impl GatewayMetrics {
             metrics::describe_counter!(UNAVAILABLE, "Requests refused with 503, by reason");
             metrics::describe_counter!(RESPONSES_DELIVERED, "Responses given to their request");
             metrics::describe_counter!(RESPONSES_DROPPED, "Responses dropped, by reason");
+            metrics::describe_counter!(RESPONSES_FORWARDED, "Replies forwarded, by direction");
+            metrics::describe_counter!(FORWARD_FAILURES, "Failed forwarding attempts");
             metrics::describe_counter!(RESPONDER_REPLIES, "Replies a responder produced");
             (
                 metrics::gauge!(PARKED),
@@ -152,6 +160,15 @@ impl GatewayMetrics {
     pub(crate) fn dropped(&self, reason: &'static str) {
         self.counter(RESPONSES_DROPPED, &[("reason", reason)])
             .increment(1);
+    }
+
+    pub(crate) fn forwarded(&self, direction: &'static str) {
+        self.counter(RESPONSES_FORWARDED, &[("direction", direction)])
+            .increment(1);
+    }
+
+    pub(crate) fn forward_failed(&self) {
+        self.counter(FORWARD_FAILURES, &[]).increment(1);
     }
 
     pub(crate) fn replied(&self, service: &str) {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::Router;
 use tidepool_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, OffsetReset, Producer,
-    ProducerConfig,
+    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer,
+    ProducerConfig, ProducerRecord,
 };
 use tidepool_io::Env;
 use tokio::sync::watch;
@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use crate::config::GatewayConfig;
 use crate::correlation::{IdGenerator, Ownership};
 use crate::directory::ServiceDirectory;
+use crate::forward::Forwarder;
 use crate::metrics::GatewayMetrics;
+use crate::nodes::{Announcement, NodeTable, NodesLoop};
 use crate::parked::Parked;
 use crate::responses::{ResponseLoop, Revocations};
 use crate::topics::ensure_topic;
@@ -51,6 +53,7 @@ pub struct Gateway {
     client: Client,
     stop: watch::Sender<bool>,
     responses: JoinHandle<()>,
+    nodes: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -91,7 +94,30 @@ impl Gateway {
         )
         .await?;
 
+        let ids = IdGenerator::new(
+            config.node_id.clone(),
+            env.entropy.next_u64(),
+            config.correlation_attempts_max,
+        );
+        let (stop, stopped) = watch::channel(false);
+        let table = NodeTable::new(config.nodes_max);
+        let nodes = match start_nodes(&env, &client, client_config.clone(), &config, &table).await {
+            Ok(nodes) => tokio::spawn(nodes.run(stopped.clone())),
+            Err(error) => {
+                let _ = producer.close().await;
+                client.close();
+                return Err(error);
+            }
+        };
+        if let Err(error) = announce(&env, &producer, &config, &table, ids.incarnation()).await {
+            let _ = stop.send(true);
+            let _ = nodes.await;
+            let _ = producer.close().await;
+            client.close();
+            return Err(error);
+        }
         let metrics = GatewayMetrics::new();
+        let forwarder = Forwarder::new(env.clone(), table, metrics.clone(), &config);
         let ownership = Arc::new(Ownership::new(partitions));
         let parked = Parked::new(
             config.parked_max,
@@ -100,30 +126,26 @@ impl Gateway {
         );
         let broken = Arc::new(OnceLock::new());
         let responses = match start_responses(
-            &env,
             client_config,
             &config,
             &ownership,
             &parked,
             &metrics,
             &broken,
+            forwarder,
         )
         .await
         {
             Ok(responses) => responses,
             Err(error) => {
+                let _ = stop.send(true);
+                let _ = nodes.await;
                 let _ = producer.close().await;
                 client.close();
                 return Err(error);
             }
         };
-        let (stop, stopped) = watch::channel(false);
         let responses = tokio::spawn(responses.run(stopped));
-        let ids = IdGenerator::new(
-            config.node_id.clone(),
-            env.entropy.next_u64(),
-            config.correlation_attempts_max,
-        );
         let services = ServiceDirectory::new(client.clone(), config.service_refresh_interval);
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -141,10 +163,12 @@ impl Gateway {
             client,
             stop,
             responses,
+            nodes,
         })
     }
 
-    /// The node's routes: `/api/{service}/...`, `/healthz`, `/metrics`.
+    /// The node's routes: `/api/{service}/...`, `/internal/responses` (replies forwarded by
+    /// other nodes), `/healthz`, `/metrics`.
     pub fn router(&self) -> Router {
         crate::http::router(Arc::clone(&self.shared))
     }
@@ -217,27 +241,128 @@ impl Gateway {
         self.shared.parked.len()
     }
 
-    /// Stops serving, answers the requests still waiting with 503, leaves the response group
-    /// and closes the clients.
+    /// Stops serving, answers the requests still waiting with 503, leaves the response group,
+    /// withdraws its announcement (a tombstone: other nodes drop replies for it at once instead
+    /// of retrying) and closes the clients.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.shared.parked.close();
         let _ = self.responses.await;
+        let _ = self.nodes.await;
+        if self.shared.config.advertised_address.is_some() {
+            let mut tombstone = ProducerRecord::new(self.shared.config.nodes_topic(), Vec::new())
+                .key(self.shared.config.node_id.clone().into_bytes());
+            tombstone.value = None;
+            match self.shared.producer.send(tombstone).await {
+                Ok(delivery) => {
+                    if let Err(error) = delivery.await {
+                        tracing::warn!(%error, "gateway: withdrawing the announcement");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "gateway: withdrawing the announcement"),
+            }
+        }
         let _ = self.shared.producer.close().await;
         self.client.close();
     }
 }
 
-async fn start_responses(
+/// Creates the nodes topic if missing and starts reading it from the beginning.
+async fn start_nodes(
     env: &Env,
+    client: &Client,
+    client_config: ClientConfig,
+    config: &GatewayConfig,
+    table: &NodeTable,
+) -> Result<NodesLoop, GatewayError> {
+    let topic = config.nodes_topic();
+    // One partition: a node that reads its own announcement has read every earlier one.
+    let created = Admin::new(client.clone())
+        .create_topic(
+            NewTopic::new(&topic, 1, config.replication_factor).config("cleanup.policy", "compact"),
+        )
+        .await;
+    match created {
+        Ok(()) => {}
+        Err(error) if error.code() == Some(tidepool_client::KafkaCode::TOPIC_ALREADY_EXISTS) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let partitions = i32::try_from(client.topic(&topic).await?.partitions.len())
+        .map_err(|_| GatewayError::Config("too many nodes partitions".into()))?;
+    let reader = Client::connect(env.clone(), client_config).await?;
+    let consumer = Consumer::new(
+        reader.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        }
+        .fetch_max_wait(config.poll_wait),
+    )
+    .await;
+    let consumer = match consumer {
+        Ok(consumer) => consumer,
+        Err(error) => {
+            reader.close();
+            return Err(error.into());
+        }
+    };
+    let nodes = NodesLoop {
+        client: reader,
+        consumer,
+        poll_wait: config.poll_wait,
+        table: table.clone(),
+    };
+    if let Err(error) = nodes.assign(&topic, partitions).await {
+        nodes.client.close();
+        return Err(error.into());
+    }
+    Ok(nodes)
+}
+
+/// Announces this node's address and incarnation, then waits until its reader has read the
+/// announcement back: the table then holds every node that announced before it, so a reply for
+/// one of them is not mistaken for a reply for a node that is gone.
+async fn announce(
+    env: &Env,
+    producer: &Producer,
+    config: &GatewayConfig,
+    table: &NodeTable,
+    incarnation: u64,
+) -> Result<(), GatewayError> {
+    let Some(address) = config.advertised_address.clone() else {
+        return Ok(());
+    };
+    let announcement = Announcement {
+        address,
+        incarnation,
+    };
+    let record = ProducerRecord::new(config.nodes_topic(), announcement.encode())
+        .key(config.node_id.clone().into_bytes());
+    producer.send(record).await?.await?;
+    let deadline = env.clock.now() + config.rebalance_timeout;
+    while table.get(&config.node_id).as_ref() != Some(&announcement) {
+        if env.clock.now() >= deadline {
+            return Err(GatewayError::Config(format!(
+                "never read its own announcement back from {}",
+                config.nodes_topic()
+            )));
+        }
+        env.clock.sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// The forwarder brings the Env the response consumer's Client runs on.
+async fn start_responses(
     client_config: ClientConfig,
     config: &GatewayConfig,
     ownership: &Arc<Ownership>,
     parked: &Parked,
     metrics: &GatewayMetrics,
     broken: &Arc<OnceLock<String>>,
+    forwarder: Forwarder,
 ) -> Result<ResponseLoop, GatewayError> {
-    let client = Client::connect(env.clone(), client_config).await?;
+    let client = Client::connect(forwarder.env.clone(), client_config).await?;
     let consumer = Consumer::new(
         client.clone(),
         ConsumerConfig::new(config.group())
@@ -277,5 +402,7 @@ async fn start_responses(
         parked: parked.clone(),
         metrics: metrics.clone(),
         broken: Arc::clone(broken),
+        forwarder,
+        forward_queue_max: config.forward_queue_max,
     })
 }

@@ -14,6 +14,7 @@ use tidepool_client::{
 use tokio::sync::watch;
 
 use crate::correlation::{CorrelationId, Ownership};
+use crate::forward::Forwarder;
 use crate::headers;
 use crate::metrics::GatewayMetrics;
 use crate::parked::{Delivery, Parked, Reply};
@@ -59,6 +60,8 @@ pub(crate) struct ResponseLoop {
     pub(crate) parked: Parked,
     pub(crate) metrics: GatewayMetrics,
     pub(crate) broken: Arc<OnceLock<String>>,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) forward_queue_max: usize,
 }
 
 impl ResponseLoop {
@@ -72,9 +75,15 @@ impl ResponseLoop {
             };
             match polled {
                 Ok(records) => {
-                    for record in &records {
-                        self.handle(record);
-                    }
+                    // This node's own replies first: forwards must not hold them up.
+                    let forwards: Vec<(String, Reply)> = records
+                        .iter()
+                        .filter_map(|record| self.handle(record))
+                        .collect();
+                    // Polling again, a rebalance and leaving the group all commit past every
+                    // record of this poll (auto-commit), so every forward of this poll finishes
+                    // first, even when stopping: each ends within `forward_deadline`.
+                    self.forward_all(forwards).await;
                 }
                 Err(error @ (Error::Closed | Error::Fatal(_))) => {
                     tracing::error!(%error, "gateway: the response consumer stopped");
@@ -108,36 +117,72 @@ impl ResponseLoop {
         self.ownership.set(owned);
     }
 
-    fn handle(&self, record: &ConsumerRecord) {
+    /// Forwards `forwards` at most `forward_queue_max` at a time; returns when all are done.
+    async fn forward_all(&self, forwards: Vec<(String, Reply)>) {
+        let mut forwards = forwards.into_iter();
+        loop {
+            let mut running = tokio::task::JoinSet::new();
+            for (id, reply) in forwards.by_ref().take(self.forward_queue_max) {
+                let forwarder = self.forwarder.clone();
+                running.spawn(async move { forwarder.forward(id, reply).await });
+            }
+            if running.is_empty() {
+                return;
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }
+
+    /// Delivers a reply for this node's own request; returns one for another node's, to be
+    /// forwarded.
+    fn handle(&self, record: &ConsumerRecord) -> Option<(String, Reply)> {
         let key_id = record
             .key
             .as_ref()
             .and_then(|key| std::str::from_utf8(key).ok());
         let Some(id) = headers::find(&record.headers, headers::CORRELATION_ID).or(key_id) else {
             self.metrics.dropped("malformed");
-            return;
+            return None;
         };
         match CorrelationId::parse(id) {
             Some(parsed) if parsed.node == self.node_id => {}
-            // Forwarding to the node that parked it comes later (see the crate docs).
-            Some(_) => {
-                self.metrics.dropped("other_node");
-                return;
-            }
+            // A rebalance moved the partition while the request waited elsewhere.
+            Some(_) => return Some((id.to_owned(), reply_of(record))),
             None => {
                 self.metrics.dropped("malformed");
-                return;
+                return None;
             }
         }
-        let delivery = self.parked.deliver(id, reply_of(record), self.client.now());
-        match delivery {
-            Delivery::Delivered => self.metrics.delivered(),
-            dropped => {
-                tracing::debug!(id, reason = dropped.reason(), "gateway: response dropped");
-                self.metrics.dropped(dropped.reason());
-            }
+        deliver(
+            &self.parked,
+            &self.metrics,
+            id,
+            reply_of(record),
+            self.client.now(),
+        );
+        None
+    }
+}
+
+/// Hands a reply to this node's parked map and counts what became of it: the one path both the
+/// response consumer and `/internal/responses` take, so a forwarded reply obeys exactly the
+/// rules of a consumed one.
+pub(crate) fn deliver(
+    parked: &Parked,
+    metrics: &GatewayMetrics,
+    id: &str,
+    reply: Reply,
+    now: Duration,
+) -> Delivery {
+    let delivery = parked.deliver(id, reply, now);
+    match delivery {
+        Delivery::Delivered => metrics.delivered(),
+        dropped => {
+            tracing::debug!(id, reason = dropped.reason(), "gateway: response dropped");
+            metrics.dropped(dropped.reason());
         }
     }
+    delivery
 }
 
 /// The HTTP answer a reply record asks for; a reply without a valid status becomes a 502.

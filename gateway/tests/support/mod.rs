@@ -50,8 +50,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node and waits until it owns a response partition.
-    pub async fn start(bootstrap: &str, config: GatewayConfig) -> Node {
+    /// Starts a node announcing the loopback port it serves on (so other nodes can forward
+    /// replies to it) and waits until it owns a response partition.
+    pub async fn start(bootstrap: &str, mut config: GatewayConfig) -> Node {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        config.advertised_address.get_or_insert(address.to_string());
         let gateway = Gateway::start(Env::real(), bootstrap, config)
             .await
             .unwrap();
@@ -59,8 +63,6 @@ impl Node {
             gateway.wait_until_ready(PATIENCE).await,
             "the gateway node never got a response partition"
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let server = tokio::spawn(gateway.serve(listener));
         Node {
             gateway,
