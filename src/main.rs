@@ -30,9 +30,11 @@ enum Command {
     Topics(cli::TopicsArgs),
     /// List and describe consumer groups, and reset their offsets.
     Groups(cli::GroupsArgs),
-    /// Run a broker with the ingestion pipeline beside it: the collector and the enrichment,
-    /// analytics and persister stages with the outbox relay. Prints
-    /// `tidepool up ready bootstrap=HOST:PORT collector=http://HOST:PORT` once serving.
+    /// Run a broker with the ingestion pipeline beside it (the collector and the enrichment,
+    /// analytics and persister stages with the outbox relay) and the request-response gateway
+    /// with its example services (orders, customer, basket). Prints
+    /// `tidepool up ready bootstrap=HOST:PORT collector=http://HOST:PORT gateway=http://HOST:PORT`
+    /// once serving.
     Up(UpArgs),
     /// Run deterministic simulation scenarios (seeded faults, checked histories). Prints
     /// `sim: N scenarios, M anomalous, trace=HEX` last; exits 1 if any was anomalous.
@@ -89,6 +91,9 @@ struct UpArgs {
     /// Where the collector's HTTP server listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     collector: SocketAddr,
+    /// Where the request-response gateway's HTTP server listens (`/api/{service}/...`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    gateway: SocketAddr,
     /// Keep the broker's log and the pipeline's store (`DIR/pipeline/store.redb`) in this
     /// directory, recovered on start; without it both live in memory.
     #[arg(long)]
@@ -213,17 +218,116 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut pipeline_config = tidepool_pipeline::app::PipelineConfig::new(broker.bootstrap());
     pipeline_config.collector_listen = args.collector;
     pipeline_config.topics.partitions = args.partitions;
-    let pipeline = tidepool_pipeline::app::start(env, pipeline_config, store, Vec::new()).await?;
+    let pipeline =
+        tidepool_pipeline::app::start(env.clone(), pipeline_config, store.clone(), Vec::new())
+            .await?;
+    let gateway = Shop::start(env, &broker.bootstrap(), store, args.gateway).await?;
     println!(
-        "tidepool up ready bootstrap={} collector=http://{}",
+        "tidepool up ready bootstrap={} collector=http://{} gateway=http://{}",
         broker.bootstrap(),
-        pipeline.collector_addr
+        pipeline.collector_addr,
+        gateway.address
     );
     signals.wait().await;
     tracing::info!("signal received, shutting down");
+    gateway.shutdown().await;
     pipeline.shutdown().await;
     broker.shutdown().await;
     Ok(())
+}
+
+/// The gateway node of `tidepool up` and the example services behind it, on the pipeline's
+/// store (each service keeps its own keys there).
+struct Shop {
+    address: SocketAddr,
+    gateway: tidepool_gateway::Gateway,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    responders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Shop {
+    const DEPLOYMENT: &str = "tidepool";
+    const SERVICE_PARTITIONS: i32 = 3;
+
+    async fn start(
+        env: tidepool_io::Env,
+        bootstrap: &str,
+        store: tidepool_pipeline::store::Store,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Shop> {
+        use std::sync::Arc;
+        use tidepool_gateway::services::{BasketService, CustomerService, OrdersService};
+        use tidepool_gateway::{
+            GatewayConfig, GatewayMetrics, Responder, ResponderConfig, ServiceHandler,
+        };
+
+        let client = tidepool_client::Client::connect(
+            env.clone(),
+            tidepool_client::ClientConfig::new(bootstrap),
+        )
+        .await?;
+        let admin = tidepool_client::Admin::new(client.clone());
+        let services: Vec<(&str, Arc<dyn ServiceHandler>)> = vec![
+            (
+                "orders",
+                Arc::new(OrdersService::new(store.clone(), Arc::clone(&env.clock))),
+            ),
+            (
+                "customer",
+                Arc::new(CustomerService::new(store.clone(), Arc::clone(&env.clock))),
+            ),
+            (
+                "basket",
+                Arc::new(BasketService::new(store, Arc::clone(&env.clock))),
+            ),
+        ];
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut responders = Vec::new();
+        for (name, handler) in services {
+            let topic = tidepool_gateway::topics::request_topic(name);
+            tidepool_gateway::topics::ensure_topic(&admin, &topic, Self::SERVICE_PARTITIONS, 1)
+                .await?;
+            let responder = Responder::start(
+                env.clone(),
+                bootstrap,
+                ResponderConfig::new(name),
+                handler,
+                GatewayMetrics::new(),
+            )
+            .await?;
+            let stopped = stopped.clone();
+            responders.push(tokio::spawn(async move {
+                if let Err(error) = responder.run(stopped).await {
+                    tracing::error!(service = name, %error, "responder stopped");
+                }
+            }));
+        }
+        client.close();
+
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let address = listener.local_addr()?;
+        let mut config = GatewayConfig::new(Self::DEPLOYMENT, "gateway-1");
+        config.advertised_address = Some(address.to_string());
+        let gateway = tidepool_gateway::Gateway::start(env, bootstrap, config).await?;
+        let server = tokio::spawn(gateway.serve(listener));
+        Ok(Shop {
+            address,
+            gateway,
+            server,
+            stop,
+            responders,
+        })
+    }
+
+    async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        let _ = self.server.await;
+        let _ = self.stop.send(true);
+        for responder in self.responders {
+            let _ = responder.await;
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, caught.

@@ -1,6 +1,7 @@
-//! `tidepool up` as a user runs it (issue 9 item 8): one process with a broker, the collector
-//! and the three stages; one ready line; events posted over HTTP reach every stage; SIGTERM
-//! stops it cleanly.
+//! `tidepool up` as a user runs it (issue 9 item 8, issue 10 item 7): one process with a
+//! broker, the collector and the three stages, the gateway and its example services; one ready
+//! line; events posted over HTTP reach every stage; an order created through the gateway can be
+//! read back; SIGTERM stops it cleanly.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -43,6 +44,8 @@ async fn up_serves_the_pipeline_until_sigterm() {
             "127.0.0.1:0",
             "--collector",
             "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
             "--partitions",
             "2",
         ])
@@ -65,6 +68,10 @@ async fn up_serves_the_pipeline_until_sigterm() {
     assert!(fields[3].starts_with("bootstrap=127.0.0.1:"), "{ready}");
     let collector = fields[4]
         .strip_prefix("collector=http://")
+        .unwrap_or_else(|| panic!("{ready}"))
+        .to_owned();
+    let gateway = fields[5]
+        .strip_prefix("gateway=http://")
         .unwrap_or_else(|| panic!("{ready}"))
         .to_owned();
 
@@ -94,6 +101,34 @@ async fn up_serves_the_pipeline_until_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The gateway answers 503 until its node owns a response partition.
+    let deadline = clock.now() + STEP_TIMEOUT;
+    let created = loop {
+        let (status, body) = http(
+            &gateway,
+            "POST /api/orders HTTP/1.1",
+            r#"{"item":"kettle","quantity":1}"#,
+        )
+        .await;
+        if status != 503 {
+            break (status, body);
+        }
+        assert!(
+            clock.now() < deadline,
+            "the gateway never became ready: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(created.0, 201, "{}", created.1);
+    let order: serde_json::Value = serde_json::from_str(&created.1).unwrap();
+    let id = order["id"].as_str().expect("the order has an id");
+    let (status, body) = http(&gateway, &format!("GET /api/orders/{id} HTTP/1.1"), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        order
+    );
 
     let pid = child.id().expect("running").to_string();
     let sent = Command::new("kill")
