@@ -438,6 +438,19 @@ pub fn shrink<T: fmt::Debug>(
     (best, runs)
 }
 
+/// `name×count` for each action name, in name order: a schedule at a glance.
+pub fn action_counts<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for name in names {
+        *counts.entry(name).or_insert(0u32) += 1;
+    }
+    let actions: Vec<String> = counts
+        .iter()
+        .map(|(name, count)| format!("{name}×{count}"))
+        .collect();
+    actions.join(" ")
+}
+
 impl Scenario {
     /// The scenario a campaign runs for `seed`: drawn from [`scenario_strategy`] with a
     /// generator seeded by `seed` alone, so `tidepool sim --seeds 7..8` always runs the same
@@ -448,14 +461,7 @@ impl Scenario {
 
     /// How many steps of each action the schedule has, for reports.
     pub fn describe(&self) -> String {
-        let mut counts = std::collections::BTreeMap::new();
-        for step in &self.schedule {
-            *counts.entry(step.action.name()).or_insert(0u32) += 1;
-        }
-        let actions: Vec<String> = counts
-            .iter()
-            .map(|(name, count)| format!("{name}×{count}"))
-            .collect();
+        let actions = action_counts(self.schedule.iter().map(|step| step.action.name()));
         format!(
             "seed {} · {} partitions, {} producers, {} consumers{}{}{}{}{} · {} steps: {}",
             self.seed,
@@ -480,7 +486,7 @@ impl Scenario {
             },
             if self.swarm.buggify { ", buggify" } else { "" },
             self.schedule.len(),
-            actions.join(" "),
+            actions,
         )
     }
 }

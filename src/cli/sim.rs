@@ -164,24 +164,13 @@ fn pipeline_campaign(args: &SimArgs, threads: usize, bar: &ProgressBar) -> anyho
         .with_context(|| format!("creating {}", args.out.display()))?;
     write_summary(&args.out, args, &result)?;
     if let Some((scenario, outcome)) = &result.first_failure {
-        let (scenario, outcome) = if args.shrink_budget > 0 {
-            eprintln!(
-                "shrinking seed {} ({} steps), at most {} runs...",
-                scenario.seed,
-                scenario.schedule.len(),
-                args.shrink_budget
-            );
-            let (shrunk, shrunk_outcome, runs) =
-                shrink_pipeline_seed(scenario.seed, args.variant, args.shrink_budget);
-            if shrunk_outcome.is_anomalous() {
-                eprintln!("shrunk to {} steps in {runs} runs", shrunk.schedule.len());
-                (shrunk, shrunk_outcome)
-            } else {
-                (scenario.clone(), outcome.clone())
-            }
-        } else {
-            (scenario.clone(), outcome.clone())
-        };
+        let (scenario, outcome) = shrunk_or_kept(
+            args,
+            (scenario, outcome),
+            (scenario.seed, scenario.schedule.len()),
+            || shrink_pipeline_seed(scenario.seed, args.variant, args.shrink_budget),
+            |(shrunk, shrunk_outcome)| (shrunk.schedule.len(), shrunk_outcome.is_anomalous()),
+        );
         let path = write_pipeline_failure(&args.out, &scenario, args.variant, &outcome)
             .with_context(|| format!("writing into {}", args.out.display()))?;
         print_pipeline_failure(&scenario, &outcome);
@@ -243,26 +232,41 @@ fn write_summary<S, O>(
     Ok(())
 }
 
+/// The first failure shrunk within the budget, or as generated when shrinking is off or its
+/// result no longer fails. `seed_steps` describes the failure; `judge` gives a candidate's
+/// step count and whether it still fails.
+fn shrunk_or_kept<S: Clone, O: Clone>(
+    args: &SimArgs,
+    (scenario, outcome): (&S, &O),
+    (seed, steps): (u64, usize),
+    shrink: impl FnOnce() -> (S, O, usize),
+    judge: impl Fn((&S, &O)) -> (usize, bool),
+) -> (S, O) {
+    if args.shrink_budget == 0 {
+        return (scenario.clone(), outcome.clone());
+    }
+    eprintln!(
+        "shrinking seed {seed} ({steps} steps), at most {} runs...",
+        args.shrink_budget
+    );
+    let (shrunk, shrunk_outcome, runs) = shrink();
+    let (shrunk_steps, still_fails) = judge((&shrunk, &shrunk_outcome));
+    if !still_fails {
+        return (scenario.clone(), outcome.clone());
+    }
+    eprintln!("shrunk to {shrunk_steps} steps in {runs} runs");
+    (shrunk, shrunk_outcome)
+}
+
 /// Shrinks the first failure, writes it with its timeline and prints how to replay it.
 fn report_failure(args: &SimArgs, scenario: &Scenario, outcome: &RunOutcome) -> anyhow::Result<()> {
-    let (scenario, outcome) = if args.shrink_budget > 0 {
-        eprintln!(
-            "shrinking seed {} ({} steps), at most {} runs...",
-            scenario.seed,
-            scenario.schedule.len(),
-            args.shrink_budget
-        );
-        let (shrunk, shrunk_outcome, runs) =
-            shrink_seed(scenario.seed, args.variant, args.shrink_budget);
-        if shrunk_outcome.is_anomalous() {
-            eprintln!("shrunk to {} steps in {runs} runs", shrunk.schedule.len());
-            (shrunk, shrunk_outcome)
-        } else {
-            (scenario.clone(), outcome.clone())
-        }
-    } else {
-        (scenario.clone(), outcome.clone())
-    };
+    let (scenario, outcome) = shrunk_or_kept(
+        args,
+        (scenario, outcome),
+        (scenario.seed, scenario.schedule.len()),
+        || shrink_seed(scenario.seed, args.variant, args.shrink_budget),
+        |(shrunk, shrunk_outcome)| (shrunk.schedule.len(), shrunk_outcome.is_anomalous()),
+    );
     let path = write_failure(&args.out, &scenario, args.variant, &outcome)
         .with_context(|| format!("writing into {}", args.out.display()))?;
     let html = path.with_extension("html");

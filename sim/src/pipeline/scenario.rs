@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::seeded_runner;
+use crate::scenario::{action_counts, seeded_runner};
 
 /// The pipeline's hosts, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -242,21 +242,14 @@ impl PipelineScenario {
     }
 
     pub fn describe(&self) -> String {
-        let mut counts = std::collections::BTreeMap::new();
-        for step in &self.schedule {
-            *counts.entry(step.action.name()).or_insert(0u32) += 1;
-        }
-        let actions: Vec<String> = counts
-            .iter()
-            .map(|(name, count)| format!("{name}×{count}"))
-            .collect();
+        let actions = action_counts(self.schedule.iter().map(|step| step.action.name()));
         format!(
             "pipeline seed {} · {} partitions, {} attempts · {} steps: {}",
             self.seed,
             self.swarm.partitions,
             self.swarm.max_attempts,
             self.schedule.len(),
-            actions.join(" ")
+            actions
         )
     }
 }
