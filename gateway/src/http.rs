@@ -260,6 +260,8 @@ impl Forwarding<'_> {
         for (name, value) in forwarded {
             record = record.header(name, value);
         }
+        // Parked, nothing produced yet: a crash here must leave neither a request nor a parked entry.
+        tidepool_io::crash_point!(gateway.env.disk, "gateway.parked");
         let delivery = match gateway.producer.send(record).await {
             Ok(delivery) => delivery,
             Err(cause) => return self.not_sent(&cause),

@@ -111,6 +111,17 @@ mod responses;
 pub mod services;
 pub mod topics;
 
+/// Where a gateway node or a responder may crash in the simulator between a write and what must
+/// follow it (`tidepool_io::crash_point!`; nothing outside the simulator).
+pub const CRASH_POINTS: &[&str] = &[
+    // A request parked on its node, not produced to the request topic yet.
+    "gateway.parked",
+    // A service handled a request (its effect stored), the reply not produced yet.
+    "responder.handled",
+    // Replies acknowledged by the broker, the requests' offsets not committed yet.
+    "responder.replied",
+];
+
 pub use config::{GatewayConfig, ResponderConfig};
 pub use correlation::{CorrelationError, CorrelationId};
 pub use metrics::GatewayMetrics;

@@ -310,6 +310,9 @@ impl Responder {
                 rewound.insert(tp, record.offset);
             }
         }
+        // Replies acknowledged, their requests' offsets not committed: a crash here redelivers
+        // requests whose replies the gateway already has.
+        tidepool_io::crash_point!(self.consumer_client.env().disk, "responder.replied");
         if !done.is_empty() {
             // A failed commit (a rebalance took the partition) only means redelivery, which
             // idempotent handlers absorb.
@@ -349,6 +352,8 @@ impl Responder {
             }
         };
         let response = self.handler.handle(&request).await;
+        // The service's effect is stored, its reply not produced yet.
+        tidepool_io::crash_point!(self.consumer_client.env().disk, "responder.handled");
         let mut reply = ProducerRecord::new(request.reply_to.clone(), response.body)
             .key(request.correlation_id.clone().into_bytes())
             .header(
