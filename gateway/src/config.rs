@@ -64,6 +64,10 @@ pub struct GatewayConfig {
     pub forwarded_reply_bytes_max: usize,
     /// Nodes the node table remembers; announcements of further nodes are ignored.
     pub nodes_max: usize,
+    /// Known-bad variant for the simulator only (`gateway-no-forwarding`): a reply for a
+    /// request parked on another node is dropped instead of forwarded, as in the original
+    /// sketch, so requests parked across a partition move time out.
+    pub sabotage_no_forwarding: bool,
 }
 
 /// The longest node id.
@@ -97,6 +101,7 @@ impl GatewayConfig {
             forward_backoff: Duration::from_millis(50),
             forwarded_reply_bytes_max: 8 << 20,
             nodes_max: 1024,
+            sabotage_no_forwarding: false,
         }
     }
 

@@ -404,5 +404,6 @@ async fn start_responses(
         broken: Arc::clone(broken),
         forwarder,
         forward_queue_max: config.forward_queue_max,
+        sabotage_no_forwarding: config.sabotage_no_forwarding,
     })
 }

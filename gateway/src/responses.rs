@@ -62,6 +62,8 @@ pub(crate) struct ResponseLoop {
     pub(crate) broken: Arc<OnceLock<String>>,
     pub(crate) forwarder: Forwarder,
     pub(crate) forward_queue_max: usize,
+    /// `GatewayConfig::sabotage_no_forwarding`.
+    pub(crate) sabotage_no_forwarding: bool,
 }
 
 impl ResponseLoop {
@@ -83,7 +85,13 @@ impl ResponseLoop {
                     // Polling again, a rebalance and leaving the group all commit past every
                     // record of this poll (auto-commit), so every forward of this poll finishes
                     // first, even when stopping: each ends within `forward_deadline`.
-                    self.forward_all(forwards).await;
+                    if self.sabotage_no_forwarding {
+                        for _ in &forwards {
+                            self.metrics.dropped("not_forwarded");
+                        }
+                    } else {
+                        self.forward_all(forwards).await;
+                    }
                 }
                 Err(error @ (Error::Closed | Error::Fatal(_))) => {
                     tracing::error!(%error, "gateway: the response consumer stopped");
