@@ -237,7 +237,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The gateway node of `tidepool up` and the example services behind it, on the pipeline's
-/// store (each service keeps its own keys there).
+/// store (each service keeps its own keys there; the pipeline's outbox relay publishes the
+/// orders' events), and the order validator.
 struct Shop {
     address: SocketAddr,
     gateway: tidepool_gateway::Gateway,
@@ -257,7 +258,9 @@ impl Shop {
         listen: SocketAddr,
     ) -> anyhow::Result<Shop> {
         use std::sync::Arc;
-        use tidepool_gateway::services::{BasketService, CustomerService, OrdersService};
+        use tidepool_gateway::services::{
+            BasketService, CustomerService, OrderValidator, OrdersService, ValidatorConfig,
+        };
         use tidepool_gateway::{
             GatewayConfig, GatewayMetrics, Responder, ResponderConfig, ServiceHandler,
         };
@@ -282,8 +285,25 @@ impl Shop {
                 Arc::new(BasketService::new(store, Arc::clone(&env.clock))),
             ),
         ];
+        // Before any order: the pipeline's outbox relay publishes each order's events there, and
+        // the validator reads them.
+        tidepool_gateway::topics::ensure_topic(
+            &admin,
+            tidepool_gateway::services::orders::EVENTS_TOPIC,
+            Self::SERVICE_PARTITIONS,
+            1,
+        )
+        .await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut responders = Vec::new();
+        let validator =
+            OrderValidator::start(env.clone(), bootstrap, ValidatorConfig::default()).await?;
+        let validator_stopped = stopped.clone();
+        responders.push(tokio::spawn(async move {
+            if let Err(error) = validator.run(validator_stopped).await {
+                tracing::error!(%error, "order validator stopped");
+            }
+        }));
         for (name, handler) in services {
             let topic = tidepool_gateway::topics::request_topic(name);
             tidepool_gateway::topics::ensure_topic(&admin, &topic, Self::SERVICE_PARTITIONS, 1)

@@ -16,9 +16,10 @@ pub struct GatewayConfig {
     /// its count; the count must not change while the deployment runs (ids hash over it).
     pub response_partitions: i32,
     pub replication_factor: i16,
-    /// HTTP requests waiting for their response at once; beyond it, 503 with `Retry-After`.
+    /// Requests waiting for their response at once, whether over HTTP or a WebSocket, and
+    /// waits for a state (`?wait=`) among them; beyond it, 503 with `Retry-After`.
     pub parked_max: usize,
-    /// How long a request waits for its response before 504.
+    /// How long a request waits for its response (with `?wait=`, for its state) before 504.
     pub request_timeout: Duration,
     /// Largest request body; larger ones get 413.
     pub body_bytes_max: usize,
@@ -64,6 +65,17 @@ pub struct GatewayConfig {
     pub forwarded_reply_bytes_max: usize,
     /// Nodes the node table remembers; announcements of further nodes are ignored.
     pub nodes_max: usize,
+    /// Services whose events topic (`{service}.events`) a node reads for `?wait=STATE`
+    /// requests; a wait on a further service gets 503. Each costs a few fetched partitions.
+    pub events_topics_max: usize,
+    /// WebSockets open on `/ws` at once; a further upgrade gets 503.
+    pub ws_connections_max: usize,
+    /// Requests one WebSocket may have waiting at once; a further request frame gets a 503
+    /// frame (and the socket stays open).
+    pub ws_in_flight_max: usize,
+    /// Largest WebSocket message the node reads; a larger one closes the socket (1009). A
+    /// request's body inside a frame is still bounded by `body_bytes_max` (413 frame).
+    pub ws_message_bytes_max: usize,
     /// Known-bad variant for the simulator only (`gateway-no-forwarding`): a reply for a
     /// request parked on another node is dropped instead of forwarded, as in the original
     /// sketch, so requests parked across a partition move time out.
@@ -101,6 +113,11 @@ impl GatewayConfig {
             forward_backoff: Duration::from_millis(50),
             forwarded_reply_bytes_max: 8 << 20,
             nodes_max: 1024,
+            events_topics_max: 16,
+            ws_connections_max: 1024,
+            ws_in_flight_max: 64,
+            // A JSON-escaped body can take up to six bytes per byte: room for it and the frame.
+            ws_message_bytes_max: 8 << 20,
             sabotage_no_forwarding: false,
         }
     }
@@ -145,9 +162,13 @@ impl GatewayConfig {
             || self.correlation_attempts_max == 0
             || self.forward_queue_max == 0
             || self.nodes_max == 0
+            || self.events_topics_max == 0
+            || self.ws_connections_max == 0
+            || self.ws_in_flight_max == 0
+            || self.ws_message_bytes_max == 0
         {
             return Err(
-                "partitions, parked_max, correlation_attempts_max, forward_queue_max and nodes_max must be positive".into(),
+                "partitions, parked_max, correlation_attempts_max, forward_queue_max, nodes_max, events_topics_max and the ws_* bounds must be positive".into(),
             );
         }
         // The response consumer polls again only when a poll's forwards are done; polling less

@@ -1,5 +1,7 @@
 //! The HTTP front: `{METHOD} /api/{service}[/{rest}]` → the service's request topic, then the
-//! parked request waits for its reply. What each answer means is in the crate docs.
+//! parked request waits for its reply (or, with `?wait=STATE`, for its entity's state). What
+//! each answer means is in the crate docs. `/ws` carries the same requests over a WebSocket
+//! (`ws`), through the same [`exchange`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,16 +9,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 use tidepool_client::{DeliveryFuture, Error, ProducerRecord};
 
 use crate::correlation::CorrelationError;
+use crate::events::{EventsError, events_topic};
 use crate::headers;
 use crate::node::Shared;
-use crate::parked::{ParkError, Reply};
+use crate::parked::{ParkError, Reply, STATE_HEADER};
 use crate::topics::{is_service_name, request_topic};
 
 type Gateway = Arc<Shared>;
@@ -26,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/{service}", any(forward))
         .route("/api/{service}/{*rest}", any(forward))
+        .route("/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -102,23 +106,35 @@ async fn render_metrics(State(gateway): State<Gateway>) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, reason: &str, mut extra: Value) -> Response {
+fn error(status: StatusCode, reason: &str, extra: Value) -> Response {
+    http_reply(error_reply(status.as_u16(), reason, extra))
+}
+
+/// An answer the gateway makes itself: `{"error": reason, ...extra}` as JSON.
+pub(crate) fn error_reply(status: u16, reason: &str, mut extra: Value) -> Reply {
     if let Value::Object(fields) = &mut extra {
         fields.insert("error".to_owned(), Value::String(reason.to_owned()));
     } else {
         extra = json!({ "error": reason });
     }
-    (status, axum::Json(extra)).into_response()
+    Reply {
+        status,
+        headers: vec![(
+            headers::CONTENT_TYPE.to_owned(),
+            "application/json".to_owned(),
+        )],
+        body: Bytes::from(extra.to_string()),
+    }
 }
 
-fn retry_later(gateway: &Shared, reason: &'static str, message: &str) -> Response {
+pub(crate) fn retry_later(gateway: &Shared, reason: &'static str, message: &str) -> Reply {
     gateway.metrics.unavailable(reason);
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message, json!({}));
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(gateway.config.retry_after_s),
-    );
-    response
+    let mut reply = error_reply(503, message, json!({}));
+    reply.headers.push((
+        header::RETRY_AFTER.as_str().to_owned(),
+        gateway.config.retry_after_s.to_string(),
+    ));
+    reply
 }
 
 /// `/api/{service}{rest}` split; `rest` starts with `/` (`/` when empty).
@@ -130,15 +146,132 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// A request on its way to a service, however it came: over HTTP or in a WebSocket frame.
+pub(crate) struct Call {
+    pub(crate) service: String,
+    pub(crate) method: String,
+    /// The path after `/api/{service}`, starting with `/`.
+    pub(crate) rest: String,
+    pub(crate) query: Option<String>,
+    /// The headers that travel with it (content-type, accept, `x-*`), already bounded.
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Bytes,
+}
+
+/// The headers of a request that travel with it: content-type, accept and every `x-*`; more
+/// than `forwarded_headers_max` of the latter is refused (400).
+pub(crate) fn forwarded_headers<'a>(
+    gateway: &Shared,
+    head: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Vec<(String, Vec<u8>)>, Reply> {
+    let mut forwarded = Vec::new();
+    let mut extra = 0;
+    for (name, value) in head {
+        let name = name.to_ascii_lowercase();
+        if name != headers::CONTENT_TYPE && name != headers::ACCEPT {
+            if !headers::is_forwarded_request_header(&name) {
+                continue;
+            }
+            extra += 1;
+            if extra > gateway.config.forwarded_headers_max {
+                return Err(error_reply(
+                    400,
+                    &format!(
+                        "more than {} x- headers",
+                        gateway.config.forwarded_headers_max
+                    ),
+                    json!({}),
+                ));
+            }
+        }
+        forwarded.push((name, value.to_vec()));
+    }
+    Ok(forwarded)
+}
+
 async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     let started = gateway.env.clock.now();
     let path = request.uri().path().to_owned();
-    let Some((service, _)) = split_path(&path) else {
+    let Some((service, rest)) = split_path(&path) else {
         return error(StatusCode::NOT_FOUND, "no such route", json!({}));
     };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > gateway.config.body_bytes_max as u64) {
+        return http_reply(too_large(&gateway));
+    }
+    let method = request.method().as_str().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let head = request.headers().clone();
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return http_reply(too_large(&gateway));
+        }
+        Err(rejection) => return error(rejection.status(), &rejection.body_text(), json!({})),
+    };
+    let forwarded = match forwarded_headers(
+        &gateway,
+        head.iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    ) {
+        Ok(forwarded) => forwarded,
+        Err(refused) => return http_reply(refused),
+    };
+    let call = Call {
+        service: service.to_owned(),
+        method,
+        rest: rest.to_owned(),
+        query,
+        headers: forwarded,
+        body,
+    };
+    http_reply(exchange(&gateway, call, started).await)
+}
+
+pub(crate) fn too_large(gateway: &Shared) -> Reply {
+    error_reply(
+        413,
+        &format!(
+            "the body is larger than {} bytes",
+            gateway.config.body_bytes_max
+        ),
+        json!({ "body_bytes_max": gateway.config.body_bytes_max }),
+    )
+}
+
+/// The state a request waits for (`wait=STATE` in its query), if any.
+fn wanted_state(query: Option<&str>) -> Result<Option<String>, Reply> {
+    let Some(wanted) = query
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("wait="))
+    else {
+        return Ok(None);
+    };
+    if !crate::events::is_state_name(wanted) {
+        return Err(error_reply(
+            400,
+            &format!(
+                "wait: a state, 1 to {} letters, digits, '_' or '-'",
+                crate::events::STATE_BYTES_MAX
+            ),
+            json!({}),
+        ));
+    }
+    Ok(Some(wanted.to_owned()))
+}
+
+/// Sends `call` to its service and waits for the answer (or for the state it waits for):
+/// the one path HTTP requests and WebSocket frames take.
+pub(crate) async fn exchange(gateway: &Shared, call: Call, started: Duration) -> Reply {
+    let service = call.service.as_str();
     if !is_service_name(service) {
-        return error(
-            StatusCode::NOT_FOUND,
+        return error_reply(
+            404,
             "no such service: not a valid service name",
             json!({ "service": service }),
         );
@@ -146,33 +279,50 @@ async fn forward(State(gateway): State<Gateway>, request: Request) -> Response {
     match gateway.services.exists(service).await {
         Ok(true) => {}
         Ok(false) => {
-            return error(
-                StatusCode::NOT_FOUND,
+            return error_reply(
+                404,
                 "no such service: it has no request topic",
                 json!({ "service": service, "request_topic": request_topic(service) }),
             );
         }
         Err(cause) => {
             return retry_later(
-                &gateway,
+                gateway,
                 "metadata",
                 &format!("cannot tell whether the service exists: {cause}"),
             );
         }
     }
-    let service = service.to_owned();
-    let response = Forwarding {
-        gateway: &gateway,
-        service: &service,
-        started,
-    }
-    .run(request)
-    .await;
+    let (wanted, reply) = match wanted_state(call.query.as_deref()) {
+        Ok(wanted) => {
+            let forwarding = Forwarding {
+                gateway,
+                service,
+                started,
+                wanted: wanted.as_deref(),
+            };
+            let reply = forwarding.run(&call).await;
+            (wanted, reply)
+        }
+        Err(refused) => (None, refused),
+    };
     let latency = gateway.env.clock.now().saturating_sub(started);
-    gateway
-        .metrics
-        .answered(&service, response.status().as_u16(), latency);
-    response
+    gateway.metrics.answered(service, reply.status, latency);
+    if let Some(wanted) = &wanted {
+        let state = reply
+            .headers
+            .iter()
+            .find(|(name, _)| name == STATE_HEADER)
+            .map(|(_, state)| state.as_str());
+        let outcome = match state {
+            Some(state) if state == wanted => "reached",
+            Some(_) => "ended",
+            None if reply.status == 504 => "timed_out",
+            None => "failed",
+        };
+        gateway.metrics.waited(service, outcome);
+    }
+    reply
 }
 
 /// One request on its way to a service and back.
@@ -180,36 +330,37 @@ struct Forwarding<'a> {
     gateway: &'a Shared,
     service: &'a str,
     started: Duration,
+    /// The state it waits for (`?wait=`), if any.
+    wanted: Option<&'a str>,
 }
 
 impl Forwarding<'_> {
-    async fn run(&self, request: Request) -> Response {
+    async fn run(&self, call: &Call) -> Reply {
         let gateway = self.gateway;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok())
-            .and_then(|length| length.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > gateway.config.body_bytes_max as u64) {
-            return self.too_large();
-        }
-        let method = request.method().as_str().to_owned();
-        let query = request.uri().query().map(str::to_owned);
-        let path = request.uri().path().to_owned();
-        let rest = split_path(&path).map_or("/", |(_, rest)| rest).to_owned();
-        let head = request.headers().clone();
-        let body = match Bytes::from_request(request, &()).await {
-            Ok(body) => body,
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return self.too_large();
+        if let Some(wanted) = self.wanted {
+            // Before the request exists: its events must all lie past where the reader starts.
+            let topic = events_topic(self.service);
+            match gateway.events.read(&topic).await {
+                Ok(()) => {}
+                Err(EventsError::NoTopic(topic)) => {
+                    return error_reply(
+                        400,
+                        &format!("cannot wait for {wanted:?}: the service publishes no events"),
+                        json!({ "events_topic": topic }),
+                    );
+                }
+                Err(too_many @ EventsError::TooMany(_)) => {
+                    return retry_later(gateway, "events_topics", &too_many.to_string());
+                }
+                Err(other) => {
+                    return retry_later(
+                        gateway,
+                        "events",
+                        &format!("cannot read the service's events: {other}"),
+                    );
+                }
             }
-            Err(rejection) => return error(rejection.status(), &rejection.body_text(), json!({})),
-        };
-        let forwarded = match self.forwarded_headers(&head) {
-            Ok(forwarded) => forwarded,
-            Err(refused) => return refused,
-        };
-
+        }
         let id = match gateway.ids.next(&gateway.ownership) {
             Ok(id) => id,
             Err(CorrelationError::NoPartition) => {
@@ -224,7 +375,11 @@ impl Forwarding<'_> {
             }
         };
         let deadline = self.started + gateway.config.request_timeout;
-        let (guard, reply) = match gateway.parked.park(&id, deadline) {
+        let parked = match self.wanted {
+            Some(wanted) => gateway.parked.park_waiting(&id, deadline, wanted),
+            None => gateway.parked.park(&id, deadline),
+        };
+        let (guard, reply) = match parked {
             Ok(parked) => parked,
             Err(full @ ParkError::Full { .. }) => {
                 return retry_later(
@@ -244,21 +399,21 @@ impl Forwarding<'_> {
         let deadline_ms = gateway.env.clock.wall_ms().saturating_add(
             i64::try_from(gateway.config.request_timeout.as_millis()).unwrap_or(i64::MAX),
         );
-        let mut record = ProducerRecord::new(request_topic(self.service), body)
+        let mut record = ProducerRecord::new(request_topic(self.service), call.body.clone())
             .key(id.clone().into_bytes())
             .header(headers::CORRELATION_ID, id.clone().into_bytes())
             .header(
                 headers::REPLY_TO,
                 gateway.response_topic.clone().into_bytes(),
             )
-            .header(headers::METHOD, method.into_bytes())
-            .header(headers::PATH, rest.into_bytes())
+            .header(headers::METHOD, call.method.clone().into_bytes())
+            .header(headers::PATH, call.rest.clone().into_bytes())
             .header(headers::DEADLINE_MS, deadline_ms.to_string().into_bytes());
-        if let Some(query) = query {
-            record = record.header(headers::QUERY, query.into_bytes());
+        if let Some(query) = &call.query {
+            record = record.header(headers::QUERY, query.clone().into_bytes());
         }
-        for (name, value) in forwarded {
-            record = record.header(name, value);
+        for (name, value) in &call.headers {
+            record = record.header(name.clone(), value.clone());
         }
         // Parked, nothing produced yet: a crash here must leave neither a request nor a parked entry.
         tidepool_io::crash_point!(gateway.env.disk, "gateway.parked");
@@ -266,48 +421,19 @@ impl Forwarding<'_> {
             Ok(delivery) => delivery,
             Err(cause) => return self.not_sent(&cause),
         };
-        let answer = self.wait(reply, delivery, deadline).await;
+        let answer = self.wait(&id, reply, delivery, deadline).await;
         drop(guard);
         answer
-    }
-
-    /// The request headers that travel with it: content-type, accept and every `x-*`.
-    #[allow(clippy::result_large_err)]
-    fn forwarded_headers(&self, head: &HeaderMap) -> Result<Vec<(String, Vec<u8>)>, Response> {
-        let mut forwarded = Vec::new();
-        for name in [header::CONTENT_TYPE, header::ACCEPT] {
-            if let Some(value) = head.get(&name) {
-                forwarded.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
-            }
-        }
-        let mut extra = 0;
-        for (name, value) in head {
-            if !headers::is_forwarded_request_header(name.as_str()) {
-                continue;
-            }
-            extra += 1;
-            if extra > self.gateway.config.forwarded_headers_max {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "more than {} x- headers",
-                        self.gateway.config.forwarded_headers_max
-                    ),
-                    json!({}),
-                ));
-            }
-            forwarded.push((name.as_str().to_owned(), value.as_bytes().to_vec()));
-        }
-        Ok(forwarded)
     }
 
     /// Waits for the reply, noticing a failed delivery of the request on the way.
     async fn wait(
         &self,
+        id: &str,
         mut reply: tokio::sync::oneshot::Receiver<Reply>,
         delivery: DeliveryFuture,
         deadline: Duration,
-    ) -> Response {
+    ) -> Reply {
         let gateway = self.gateway;
         let remaining = deadline.saturating_sub(gateway.env.clock.now());
         let timeout = gateway.env.clock.sleep(remaining);
@@ -319,7 +445,7 @@ impl Forwarding<'_> {
                 biased;
                 answer = &mut reply => {
                     return match answer {
-                        Ok(answer) => http_reply(answer),
+                        Ok(answer) => answer,
                         // The entry went away without an answer: the gateway shut down, or
                         // a reply came just past the deadline.
                         Err(_) if gateway.parked.is_closed() => retry_later(
@@ -337,21 +463,29 @@ impl Forwarding<'_> {
                     }
                 }
                 () = &mut timeout => {
-                    // A reply may have been handed over just now: it wins over the 504.
+                    // A reply may have been handed over just now: it wins over the 504, and so
+                    // does a state reached while the reply is still on its way.
                     return match reply.try_recv() {
-                        Ok(answer) => http_reply(answer),
-                        Err(_) => self.timed_out(),
+                        Ok(answer) => answer,
+                        Err(_) => gateway
+                            .parked
+                            .take_reached(id)
+                            .unwrap_or_else(|| self.timed_out()),
                     };
                 }
             }
         }
     }
 
-    fn timed_out(&self) -> Response {
+    fn timed_out(&self) -> Reply {
         self.gateway.metrics.timed_out(self.service);
-        error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the service did not answer in time",
+        let reason = match self.wanted {
+            Some(wanted) => format!("the service did not reach {wanted:?} in time"),
+            None => "the service did not answer in time".to_owned(),
+        };
+        error_reply(
+            504,
+            &reason,
             json!({
                 "service": self.service,
                 "timeout_ms": self.gateway.config.request_timeout.as_millis(),
@@ -359,7 +493,7 @@ impl Forwarding<'_> {
         )
     }
 
-    fn not_sent(&self, cause: &Error) -> Response {
+    fn not_sent(&self, cause: &Error) -> Reply {
         let message = format!("the request could not be handed to the service: {cause}");
         let transient = cause.is_retriable()
             || matches!(
@@ -369,23 +503,12 @@ impl Forwarding<'_> {
         if transient {
             retry_later(self.gateway, "produce", &message)
         } else {
-            error(StatusCode::BAD_GATEWAY, &message, json!({}))
+            error_reply(502, &message, json!({}))
         }
-    }
-
-    fn too_large(&self) -> Response {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the body is larger than {} bytes",
-                self.gateway.config.body_bytes_max
-            ),
-            json!({ "body_bytes_max": self.gateway.config.body_bytes_max }),
-        )
     }
 }
 
-fn http_reply(reply: Reply) -> Response {
+pub(crate) fn http_reply(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = (status, reply.body).into_response();
     for (name, value) in reply.headers {

@@ -4,6 +4,15 @@
 //! Tidepool or Apache Kafka, and takes time and randomness only from the [`tidepool_io::Env`]
 //! seams, so it can run in the simulator.
 //!
+//! # Routes
+//! | route | what |
+//! |---|---|
+//! | `{METHOD} /api/{service}[/{rest}][?query]` | a request to a service (below); `?wait=STATE` waits for a state ("Waiting for a state") |
+//! | `GET /ws` | a WebSocket carrying a client's requests and answers ("WebSocket") |
+//! | `POST /internal/responses` | a reply forwarded by another node ("Forwarding"); expose to the nodes only |
+//! | `GET /healthz` | 200 once the node owns a response partition, else 503 (`joining`, or the response consumer stopped) |
+//! | `GET /metrics` | Prometheus text ([`metrics`]) |
+//!
 //! # How a request travels
 //! 1. `{METHOD} /api/{service}/{rest}` arrives at a gateway node. The service exists while its
 //!    request topic `{service}.requests` does.
@@ -22,11 +31,12 @@
 //! | status | when |
 //! |---|---|
 //! | 404 | no route, an invalid service name, or a service without request topic (`"no such service"`) |
-//! | 400 | more than `forwarded_headers_max` `x-*` headers, or an unreadable body; on `/internal/responses`, a malformed forwarded reply |
+//! | 400 | more than `forwarded_headers_max` `x-*` headers, or an unreadable body; `?wait=` with a malformed state, or on a service without `{service}.events`; on `/internal/responses`, a malformed forwarded reply |
+//! | 409 + `x-state` | `?wait=STATE`: the entity reached a terminal other state (the event's body) |
 //! | 413 | a body over `body_bytes_max` (refused on Content-Length before reading) |
-//! | 503 + `Retry-After` | `parked_max` requests already wait; the node owns no response partition yet (joining); the request could not be produced for a transient reason; metadata unreachable; the node is shutting down (requests still waiting are answered at once) |
+//! | 503 + `Retry-After` | `parked_max` requests already wait (waits for a state included); the node owns no response partition yet (joining); the request could not be produced for a transient reason; metadata unreachable; the node is shutting down (requests still waiting are answered at once); `?wait=` on more services than `events_topics_max`, or their events not readable yet; `/ws` with `ws_connections_max` sockets open |
 //! | 502 | the request could not be produced for good, or the reply has no valid `status` |
-//! | 504 | no reply within `request_timeout`; the request may still be processed (the service sees each request at least once) |
+//! | 504 | no reply (with `?wait=`: no awaited state) within `request_timeout`; the request may still be processed (the service sees each request at least once) |
 //!
 //! Each request gets exactly one answer. A reply that comes after its request's 504, a second
 //! reply (redelivery) and a reply with an id nobody here parked are dropped and counted
@@ -67,17 +77,61 @@
 //!   `forward_attempt_timeout` (validated to be below the rebalance timeout, so the node keeps
 //!   its group membership meanwhile).
 //!
+//! # Waiting for a state (event-driven)
+//! `?wait=STATE` (1 to 64 of `[A-Za-z0-9_-]`) on a service that announces its entities' states
+//! on `{service}.events` (format in [`events`]) answers when the entity the request created
+//! reaches `STATE`, CQRS style, instead of when the service replies:
+//! - the request is produced as usual (the query travels too) and parked in the same bounded
+//!   map, as a wait; its service's 2xx reply is held, not answered. The answer is the reply's
+//!   status and headers (`201`, `Location`) with the event's body and `x-state: STATE`; a state
+//!   reached before the reply arrives waits for it, and answers 200 if the deadline comes
+//!   first. A non-2xx reply answers at once (no event will follow an error); a `terminal`
+//!   event of another state answers 409 with that event's body and `x-state`; other states
+//!   change nothing; the deadline gives 504;
+//! - each node reads every partition of the events topic of each service it has seen a wait
+//!   for (no group: `assign`), at most `events_topics_max` topics, on a Client of its own. A
+//!   topic's reading starts at its end when its first wait arrives, and that request is
+//!   produced only once the positions are known: the service's events for it come after.
+//!   Events whose correlation id names another node are skipped (that node reads them too),
+//!   so partition moves need no forwarding here. A duplicate event answers nothing twice;
+//! - `tidepool_gateway_waits_total{service,outcome=reached|ended|timed_out|failed}` counts
+//!   them, `tidepool_gateway_events_total{outcome}` the events read for this node.
+//!
+//! The orders service announces `created` through its store's outbox (in the creating
+//! transaction); [`services::OrderValidator`], a consumer group on `orders.events`, announces
+//! `validated` or `rejected` (terminal).
+//!
+//! # WebSocket
+//! `GET /ws` upgrades to a WebSocket (at most `ws_connections_max` open; messages up to
+//! `ws_message_bytes_max`). Each text frame is one request,
+//! `{"id": string or number, "service": "orders", "method": "POST", "path": "/", "query": "wait=validated", "headers": {"x-a": "b"}, "body": ...}`
+//! (`method` defaults to GET, `path` to `/`; a string `body` travels as is, any other JSON as
+//! JSON with `content-type: application/json` unless given). Each gets one answer frame,
+//! `{"id", "status", "headers": {name: value}, "body"}` (the body as JSON when its type is JSON,
+//! else a string), as the answers come, in any order. A request travels exactly as an HTTP one
+//! does: the same statuses, a correlation id owned by this node, the same parked map and
+//! deadline (504 frame), so a reply landing on another node after a rebalance is forwarded
+//! to this one and answers its frame.
+//! A frame that is not a request (not JSON, no id or service, a bad field), a binary frame, an
+//! id already in flight on the socket, or more than `ws_in_flight_max` requests in flight get
+//! an error frame (`status` 400, 413 or 503, `body.error` saying why, `id` when readable) and
+//! the socket stays open (`tidepool_gateway_ws_frames_refused_total{reason}`). When the socket
+//! closes, its waiting requests leave the parked map; when the node shuts down, their 503
+//! frames go out and the socket closes with 1001.
+//!
 //! # Layout
 //! - [`config`]: [`GatewayConfig`] and [`ResponderConfig`], every bound in one place.
 //! - [`headers`]: the record headers of requests and replies (the wire contract).
 //! - [`correlation`]: correlation ids and the owned response partitions.
 //! - [`parked`]: the bounded map of waiting requests.
-//! - `http`: the axum routes; `node`: a gateway node ([`Gateway`]); `responses`: its response
-//!   consumer; `directory`: which services exist.
+//! - `http`: the axum routes and the one path every request takes; `ws`: `/ws`; `node`: a
+//!   gateway node ([`Gateway`]); `responses`: its response consumer; `directory`: which
+//!   services exist; [`events`]: the events reader for waits, and the event record format.
 //! - `nodes`: the announcements and the node table; `forward`: forwarding a reply to the node
 //!   that parked its request, and the `/internal/responses` wire format.
 //! - [`responder`]: [`Responder`], [`ServiceHandler`], [`ServiceRequest`], [`ServiceResponse`].
-//! - [`services`]: the example services (orders, customer, basket) on the embedded store.
+//! - [`services`]: the example services (orders, customer, basket) on the embedded store, and
+//!   the order validator.
 //! - [`metrics`]: Prometheus metrics, one recorder per gateway.
 //!
 //! ```no_run
@@ -99,6 +153,7 @@
 pub mod config;
 pub mod correlation;
 mod directory;
+pub mod events;
 mod forward;
 pub mod headers;
 mod http;
@@ -110,6 +165,7 @@ pub mod responder;
 mod responses;
 pub mod services;
 pub mod topics;
+mod ws;
 
 /// Where a gateway node or a responder may crash in the simulator between a write and what must
 /// follow it (`tidepool_io::crash_point!`; nothing outside the simulator).

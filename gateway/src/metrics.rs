@@ -36,6 +36,19 @@ pub const RESPONSES_FORWARDED: &str = "tidepool_gateway_responses_forwarded_tota
 pub const FORWARD_FAILURES: &str = "tidepool_gateway_forward_failures_total";
 /// Requests a responder answered, by service.
 pub const RESPONDER_REPLIES: &str = "tidepool_responder_replies_total";
+/// Requests that waited for a state (`?wait=`), by service and outcome: `reached` (answered
+/// with the state), `ended` (409: a terminal other state), `timed_out` (504), `failed` (any
+/// other answer: the service's error, 503, ...).
+pub const WAITS: &str = "tidepool_gateway_waits_total";
+/// Events read for this node's requests, by outcome: reached, held (before the reply),
+/// ended, ignored (nobody waits for it), late, malformed. Events for other nodes' requests
+/// are not counted.
+pub const EVENTS: &str = "tidepool_gateway_events_total";
+/// WebSockets open on `/ws` now.
+pub const WEBSOCKETS: &str = "tidepool_gateway_websockets";
+/// WebSocket frames refused with an error frame, by reason: binary, malformed, too_large,
+/// in_flight, duplicate_id.
+pub const WS_REFUSED: &str = "tidepool_gateway_ws_frames_refused_total";
 
 const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -56,6 +69,7 @@ struct Inner {
     handle: PrometheusHandle,
     parked: Gauge,
     delivered: Counter,
+    websockets: Gauge,
     samples: AtomicU64,
 }
 
@@ -85,7 +99,7 @@ impl GatewayMetrics {
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let (parked, delivered) = metrics::with_local_recorder(&recorder, || {
+        let (parked, delivered, websockets) = metrics::with_local_recorder(&recorder, || {
             metrics::describe_counter!(REQUESTS, "HTTP answers, by service and status");
             metrics::describe_histogram!(
                 LATENCY,
@@ -100,9 +114,14 @@ impl GatewayMetrics {
             metrics::describe_counter!(RESPONSES_FORWARDED, "Replies forwarded, by direction");
             metrics::describe_counter!(FORWARD_FAILURES, "Failed forwarding attempts");
             metrics::describe_counter!(RESPONDER_REPLIES, "Replies a responder produced");
+            metrics::describe_counter!(WAITS, "Requests that waited for a state, by outcome");
+            metrics::describe_counter!(EVENTS, "Events read for this node's requests");
+            metrics::describe_gauge!(WEBSOCKETS, "WebSockets open on /ws");
+            metrics::describe_counter!(WS_REFUSED, "WebSocket frames refused, by reason");
             (
                 metrics::gauge!(PARKED),
                 metrics::counter!(RESPONSES_DELIVERED),
+                metrics::gauge!(WEBSOCKETS),
             )
         });
         GatewayMetrics {
@@ -111,6 +130,7 @@ impl GatewayMetrics {
                 handle,
                 parked,
                 delivered,
+                websockets,
                 samples: AtomicU64::new(0),
             }),
         }
@@ -169,6 +189,27 @@ impl GatewayMetrics {
 
     pub(crate) fn forward_failed(&self) {
         self.counter(FORWARD_FAILURES, &[]).increment(1);
+    }
+
+    pub(crate) fn waited(&self, service: &str, outcome: &'static str) {
+        self.counter(WAITS, &[("service", service), ("outcome", outcome)])
+            .increment(1);
+    }
+
+    pub(crate) fn event(&self, outcome: &'static str) {
+        self.counter(EVENTS, &[("outcome", outcome)]).increment(1);
+    }
+
+    pub(crate) fn websocket_opened(&self) {
+        self.inner.websockets.increment(1.0);
+    }
+
+    pub(crate) fn websocket_closed(&self) {
+        self.inner.websockets.decrement(1.0);
+    }
+
+    pub(crate) fn ws_refused(&self, reason: &'static str) {
+        self.counter(WS_REFUSED, &[("reason", reason)]).increment(1);
     }
 
     pub(crate) fn replied(&self, service: &str) {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::GatewayConfig;
 use crate::correlation::{IdGenerator, Ownership};
 use crate::directory::ServiceDirectory;
+use crate::events::Events;
 use crate::forward::Forwarder;
 use crate::metrics::GatewayMetrics;
 use crate::nodes::{Announcement, NodeTable, NodesLoop};
@@ -44,6 +45,12 @@ pub(crate) struct Shared {
     pub(crate) services: ServiceDirectory,
     /// Set once the response consumer stopped for good: health fails from then on.
     pub(crate) broken: Arc<OnceLock<String>>,
+    /// The events topics read for `?wait=` requests.
+    pub(crate) events: Arc<Events>,
+    /// WebSockets open on `/ws` now.
+    pub(crate) websockets: std::sync::atomic::AtomicUsize,
+    /// Turns true when the node shuts down: open WebSockets close.
+    pub(crate) stopped: watch::Receiver<bool>,
 }
 
 /// A running gateway node. Serve its [`Gateway::router`] on any listener; stop it with
@@ -54,6 +61,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     responses: JoinHandle<()>,
     nodes: JoinHandle<()>,
+    events: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -65,9 +73,19 @@ impl Gateway {
         bootstrap: &str,
         config: GatewayConfig,
     ) -> Result<Gateway, GatewayError> {
-        config.validate().map_err(GatewayError::Config)?;
         let client_config = ClientConfig::new(bootstrap)
             .client_id(format!("gateway-{}-{}", config.deployment, config.node_id));
+        Gateway::start_with_client(env, client_config, config).await
+    }
+
+    /// [`Gateway::start`] with the Kafka clients' settings given: the simulator shortens
+    /// their timeouts, as a crashed broker there drops connections without a word.
+    pub async fn start_with_client(
+        env: Env,
+        client_config: ClientConfig,
+        config: GatewayConfig,
+    ) -> Result<Gateway, GatewayError> {
+        config.validate().map_err(GatewayError::Config)?;
         let client = Client::connect(env.clone(), client_config.clone()).await?;
         let response_topic = config.response_topic();
         ensure_topic(
@@ -125,6 +143,7 @@ impl Gateway {
             metrics.parked_gauge(),
         );
         let broken = Arc::new(OnceLock::new());
+        let client_config_for_events = client_config.clone();
         let responses = match start_responses(
             client_config,
             &config,
@@ -145,7 +164,26 @@ impl Gateway {
                 return Err(error);
             }
         };
-        let responses = tokio::spawn(responses.run(stopped));
+        let events = match start_events(&env, client_config_for_events, &config).await {
+            Ok(events) => Arc::new(events),
+            Err(error) => {
+                let _ = stop.send(true);
+                let _ = nodes.await;
+                let _ = responses.consumer.close().await;
+                responses.client.close();
+                let _ = producer.close().await;
+                client.close();
+                return Err(error);
+            }
+        };
+        let events_task = tokio::spawn(crate::events::run(
+            Arc::clone(&events),
+            parked.clone(),
+            metrics.clone(),
+            config.poll_wait,
+            stopped.clone(),
+        ));
+        let responses = tokio::spawn(responses.run(stopped.clone()));
         let services = ServiceDirectory::new(client.clone(), config.service_refresh_interval);
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -159,11 +197,15 @@ impl Gateway {
                 metrics,
                 services,
                 broken,
+                events,
+                websockets: std::sync::atomic::AtomicUsize::new(0),
+                stopped,
             }),
             client,
             stop,
             responses,
             nodes,
+            events: events_task,
         })
     }
 
@@ -249,6 +291,7 @@ impl Gateway {
         self.shared.parked.close();
         let _ = self.responses.await;
         let _ = self.nodes.await;
+        let _ = self.events.await;
         if self.shared.config.advertised_address.is_some() {
             let mut tombstone = ProducerRecord::new(self.shared.config.nodes_topic(), Vec::new())
                 .key(self.shared.config.node_id.clone().into_bytes());
@@ -317,6 +360,39 @@ async fn start_nodes(
         return Err(error.into());
     }
     Ok(nodes)
+}
+
+/// The events reader: a Client of its own (its long polls must not queue in front of the
+/// others' requests) and a consumer without group, assigned topics as waits need them.
+async fn start_events(
+    env: &Env,
+    client_config: ClientConfig,
+    config: &GatewayConfig,
+) -> Result<Events, GatewayError> {
+    let client = Client::connect(env.clone(), client_config).await?;
+    let consumer = Consumer::new(
+        client.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Latest,
+            ..ConsumerConfig::default()
+        }
+        .max_poll_records(config.max_poll_records)
+        .fetch_max_wait(config.poll_wait),
+    )
+    .await;
+    match consumer {
+        Ok(consumer) => Ok(Events::new(
+            client,
+            consumer,
+            config.node_id.clone(),
+            config.events_topics_max,
+            config.produce_block,
+        )),
+        Err(error) => {
+            client.close();
+            Err(error.into())
+        }
+    }
 }
 
 /// Announces this node's address and incarnation, then waits until its reader has read the

@@ -189,6 +189,18 @@ impl Responder {
     ) -> Result<Responder, ResponderError> {
         let client_config =
             ClientConfig::new(bootstrap).client_id(format!("responder-{}", config.service));
+        Responder::start_with_client(env, client_config, config, handler, metrics).await
+    }
+
+    /// [`Responder::start`] with the Kafka clients' settings given: the simulator shortens
+    /// their timeouts, as a crashed broker there drops connections without a word.
+    pub async fn start_with_client(
+        env: Env,
+        client_config: ClientConfig,
+        config: ResponderConfig,
+        handler: Arc<dyn ServiceHandler>,
+        metrics: GatewayMetrics,
+    ) -> Result<Responder, ResponderError> {
         let consumer_client = Client::connect(env.clone(), client_config.clone()).await?;
         let producer_client = match Client::connect(env, client_config).await {
             Ok(client) => client,

@@ -1,6 +1,7 @@
 //! Forwarding: when a rebalance moves a response partition while requests wait on the node that
 //! parked them, the partition's new owner forwards their replies to that node, so nodes can
-//! come and go under load without timeouts and without a reply reaching the wrong request.
+//! come and go under load without timeouts and without a reply reaching the wrong request. Runs
+//! against an embedded broker, or the cluster named by TIDEPOOL_TEST_BOOTSTRAP.
 
 mod support;
 
@@ -18,7 +19,7 @@ use tidepool_gateway::{GatewayConfig, ServiceHandler, ServiceRequest, ServiceRes
 use tidepool_io::Env;
 use tokio::sync::watch;
 
-use support::{Node, Service, eventually, http, start_broker};
+use support::{Node, Service, eventually, http, start_broker, unique};
 
 /// Client tasks sending requests at once: each keeps one request parked while the gate is shut.
 const CLIENTS: usize = 8;
@@ -40,7 +41,8 @@ impl ServiceHandler for Gated {
     }
 }
 
-fn config(node: &str) -> GatewayConfig {
+/// Node `node` of `deployment`.
+fn config(deployment: &str, node: &str) -> GatewayConfig {
     GatewayConfig {
         // Generous: the requests held across a rebalance must not time out on a loaded machine.
         request_timeout: Duration::from_secs(60),
@@ -48,7 +50,7 @@ fn config(node: &str) -> GatewayConfig {
         // A forward retried this long survives a stalled test machine; still below the
         // rebalance timeout, as the configuration requires.
         forward_deadline: Duration::from_secs(15),
-        ..GatewayConfig::new("moving", node)
+        ..GatewayConfig::new(deployment, node)
     }
 }
 
@@ -57,6 +59,7 @@ fn config(node: &str) -> GatewayConfig {
 /// answer is recorded with the tag it was for.
 async fn client(
     node: std::net::SocketAddr,
+    path: String,
     client: usize,
     done: watch::Receiver<bool>,
 ) -> Vec<(String, u16, String)> {
@@ -67,7 +70,7 @@ async fn client(
         }
         let tag = format!("client-{client}-request-{request}");
         loop {
-            let reply = http(node, "POST", "/api/gated/echo", &[], tag.as_bytes()).await;
+            let reply = http(node, "POST", &path, &[], tag.as_bytes()).await;
             if reply.status == 503 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -130,18 +133,21 @@ async fn nodes_joining_and_leaving_under_load_cause_no_timeouts_and_no_crossed_r
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
     let (gate, open) = watch::channel(true);
-    let service = Service::start(&bootstrap, "gated", Arc::new(Gated { open })).await;
-    let first = Node::start(&bootstrap, config("gw-a")).await;
+    let gated = unique("gated");
+    let service = Service::start(&bootstrap, &gated, Arc::new(Gated { open })).await;
+    let moving = unique("moving");
+    let first = Node::start(&bootstrap, config(&moving, "gw-a")).await;
 
     let (done, stopped) = watch::channel(false);
+    let path = format!("/api/{gated}/echo");
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|index| tokio::spawn(client(first.address, index, stopped.clone())))
+        .map(|index| tokio::spawn(client(first.address, path.clone(), index, stopped.clone())))
         .collect();
 
     // A second node joins while every client waits on the first: the partitions of some of
     // their replies move to it, and it must forward those replies to the first node.
     hold_every_client(&gate, &first).await;
-    let second = Node::start(&bootstrap, config("gw-b")).await;
+    let second = Node::start(&bootstrap, config(&moving, "gw-b")).await;
     partitions_split_among(&[&first, &second]).await;
     release_every_client(&gate, &first).await;
 
@@ -154,7 +160,7 @@ async fn nodes_joining_and_leaving_under_load_cause_no_timeouts_and_no_crossed_r
 
     // A third node joins while requests wait, and the load goes on for a while after.
     hold_every_client(&gate, &first).await;
-    let third = Node::start(&bootstrap, config("gw-c")).await;
+    let third = Node::start(&bootstrap, config(&moving, "gw-c")).await;
     partitions_split_among(&[&first, &third]).await;
     release_every_client(&gate, &first).await;
     let answered = first.metrics().counter_value(RESPONSES_DELIVERED, &[]);
@@ -176,7 +182,7 @@ async fn nodes_joining_and_leaving_under_load_cause_no_timeouts_and_no_crossed_r
     assert_eq!(
         first
             .metrics()
-            .counter_value(TIMEOUTS, &[("service", "gated")]),
+            .counter_value(TIMEOUTS, &[("service", &gated)]),
         0
     );
     let sent = second_sent + forwarded(&third, "sent");
@@ -227,8 +233,9 @@ fn dropped(nodes: &[&Node], reason: &str) -> u64 {
 async fn a_reply_for_an_earlier_incarnation_or_an_unannounced_node_is_dropped_and_counted() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    let first = Node::start(&bootstrap, config("gw-a")).await;
-    let second = Node::start(&bootstrap, config("gw-b")).await;
+    let deployment = unique("moving");
+    let first = Node::start(&bootstrap, config(&deployment, "gw-a")).await;
+    let second = Node::start(&bootstrap, config(&deployment, "gw-b")).await;
     partitions_split_among(&[&first, &second]).await;
     let partitions = first.gateway.response_partitions();
     let topic = first.gateway.config().response_topic();
@@ -265,7 +272,7 @@ async fn a_reply_for_an_earlier_incarnation_or_an_unannounced_node_is_dropped_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_internal_route_refuses_a_malformed_forward_and_drops_a_reply_nobody_waits_for() {
     let broker = start_broker().await;
-    let node = Node::start(&broker.bootstrap(), config("gw-a")).await;
+    let node = Node::start(&broker.bootstrap(), config(&unique("moving"), "gw-a")).await;
 
     let reply = http(node.address, "POST", "/internal/responses", &[], b"garbage").await;
     assert_eq!(reply.status, 400, "{}", reply.text());

@@ -1,5 +1,6 @@
-//! The gateway's own answers and guarantees, over real HTTP against an embedded broker: routing
-//! to services that exist, the parked-request bound, deadlines, late replies, correlation ids.
+//! The gateway's own answers and guarantees, over real HTTP against an embedded broker (or the
+//! cluster named by TIDEPOOL_TEST_BOOTSTRAP): routing to services that exist, the parked-request
+//! bound, deadlines, late replies, correlation ids.
 
 mod support;
 
@@ -17,7 +18,7 @@ use tidepool_gateway::{
 use tidepool_io::Env;
 use tokio::sync::Semaphore;
 
-use support::{Node, PATIENCE, Service, create_topic, eventually, get, http, start_broker};
+use support::{Node, PATIENCE, Service, create_topic, eventually, get, http, start_broker, unique};
 
 /// Answers with what it was asked: method, path, query, headers and body.
 struct Echo;
@@ -61,21 +62,23 @@ impl ServiceHandler for Held {
     }
 }
 
+/// Node gw-1 of a deployment of its own.
 fn config(deployment: &str) -> GatewayConfig {
-    GatewayConfig::new(deployment, "gw-1")
+    GatewayConfig::new(unique(deployment), "gw-1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_reaches_its_service_with_method_path_query_and_forwarded_headers() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    let service = Service::start(&bootstrap, "echo", Arc::new(Echo)).await;
+    let echo = unique("echo");
+    let service = Service::start(&bootstrap, &echo, Arc::new(Echo)).await;
     let node = Node::start(&bootstrap, config("echo")).await;
 
     let reply = http(
         node.address,
         "PATCH",
-        "/api/echo/things/7?verbose=1&x=y",
+        &format!("/api/{echo}/things/7?verbose=1&x=y"),
         &[
             ("Content-Type", "text/plain"),
             ("X-Request-Id", "r-42"),
@@ -100,7 +103,7 @@ async fn a_request_reaches_its_service_with_method_path_query_and_forwarded_head
     assert_eq!(CorrelationId::parse(id).unwrap().node, "gw-1");
 
     // Without anything after the service name, the service sees the path `/`.
-    let bare = http(node.address, "GET", "/api/echo", &[], b"").await;
+    let bare = http(node.address, "GET", &format!("/api/{echo}"), &[], b"").await;
     assert_eq!(bare.status, 200, "{}", bare.text());
     assert_eq!(bare.json()["path"], "/");
     assert_eq!(bare.json()["query"], serde_json::Value::Null);
@@ -140,7 +143,8 @@ async fn a_service_without_a_request_topic_is_404_no_such_service() {
 async fn a_body_over_the_limit_is_413_before_it_reaches_the_service() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "silent.requests", 1).await;
+    let silent = unique("silent");
+    create_topic(&bootstrap, &format!("{silent}.requests"), 1).await;
     let node = Node::start(
         &bootstrap,
         GatewayConfig {
@@ -150,14 +154,17 @@ async fn a_body_over_the_limit_is_413_before_it_reaches_the_service() {
     )
     .await;
 
-    let declared = http(node.address, "POST", "/api/silent", &[], &[b'a'; 2048]).await;
+    let path = format!("/api/{silent}");
+    let declared = http(node.address, "POST", &path, &[], &[b'a'; 2048]).await;
     assert_eq!(declared.status, 413, "{}", declared.text());
     assert_eq!(declared.json()["body_bytes_max"], 1024);
 
     // Without a Content-Length the limit holds while the body is read.
-    let mut chunked = b"POST /api/silent HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\
+    let mut chunked = format!(
+        "POST {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\
         Transfer-Encoding: chunked\r\n\r\n800\r\n"
-        .to_vec();
+    )
+    .into_bytes();
     chunked.extend_from_slice(&[b'a'; 2048]);
     chunked.extend_from_slice(b"\r\n0\r\n\r\n");
     let streamed = support::raw(node.address, &chunked).await;
@@ -173,7 +180,8 @@ async fn requests_beyond_the_parked_limit_get_503_with_retry_after() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
     // A service nobody answers: its requests stay parked until their deadline.
-    create_topic(&bootstrap, "silent.requests", 1).await;
+    let silent = unique("silent");
+    create_topic(&bootstrap, &format!("{silent}.requests"), 1).await;
     let node = Node::start(
         &bootstrap,
         GatewayConfig {
@@ -185,12 +193,16 @@ async fn requests_beyond_the_parked_limit_get_503_with_retry_after() {
     .await;
 
     let address = node.address;
+    let path = format!("/api/{silent}/1");
     let waiting: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(address, "/api/silent/1").await }))
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { get(address, &path).await })
+        })
         .collect();
     eventually("two requests parked", async || node.gateway.parked() == 2).await;
 
-    let refused = get(node.address, "/api/silent/1").await;
+    let refused = get(node.address, &path).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(
@@ -217,7 +229,8 @@ async fn requests_beyond_the_parked_limit_get_503_with_retry_after() {
 async fn a_service_that_never_answers_gets_504_and_the_timeout_is_counted() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "silent.requests", 1).await;
+    let silent = unique("silent");
+    create_topic(&bootstrap, &format!("{silent}.requests"), 1).await;
     let node = Node::start(
         &bootstrap,
         GatewayConfig {
@@ -227,12 +240,12 @@ async fn a_service_that_never_answers_gets_504_and_the_timeout_is_counted() {
     )
     .await;
 
-    let reply = get(node.address, "/api/silent/1").await;
+    let reply = get(node.address, &format!("/api/{silent}/1")).await;
     assert_eq!(reply.status, 504, "{}", reply.text());
-    assert_eq!(reply.json()["service"], "silent");
+    assert_eq!(reply.json()["service"], silent.as_str());
     assert_eq!(
         node.metrics()
-            .counter_value(TIMEOUTS, &[("service", "silent")]),
+            .counter_value(TIMEOUTS, &[("service", &silent)]),
         1
     );
     assert_eq!(node.gateway.parked(), 0);
@@ -246,9 +259,10 @@ async fn a_late_reply_is_dropped_and_counted_and_never_reaches_a_later_request()
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
     let gate = Arc::new(Semaphore::new(0));
+    let held = unique("held");
     let service = Service::start(
         &bootstrap,
-        "held",
+        &held,
         Arc::new(Held {
             gate: Arc::clone(&gate),
         }),
@@ -265,7 +279,8 @@ async fn a_late_reply_is_dropped_and_counted_and_never_reaches_a_later_request()
     )
     .await;
 
-    let first = http(node.address, "GET", "/api/held", &[("X-Tag", "held")], b"").await;
+    let path = format!("/api/{held}");
+    let first = http(node.address, "GET", &path, &[("X-Tag", "held")], b"").await;
     assert_eq!(first.status, 504, "{}", first.text());
 
     gate.add_permits(1);
@@ -276,14 +291,7 @@ async fn a_late_reply_is_dropped_and_counted_and_never_reaches_a_later_request()
     })
     .await;
 
-    let second = http(
-        node.address,
-        "GET",
-        "/api/held",
-        &[("X-Tag", "second")],
-        b"",
-    )
-    .await;
+    let second = http(node.address, "GET", &path, &[("X-Tag", "second")], b"").await;
     assert_eq!(second.status, 200, "{}", second.text());
     assert_eq!(second.json(), json!({"tag": "second"}));
     assert_eq!(node.metrics().counter_value(RESPONSES_DELIVERED, &[]), 1);
@@ -323,9 +331,11 @@ async fn correlation_ids_are_unique_across_a_restart_and_hash_to_owned_partition
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
 
+    // The same node of the same deployment, twice.
+    let restarted = config("restart");
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let gateway = Gateway::start(Env::real(), &bootstrap, config("restart"))
+        let gateway = Gateway::start(Env::real(), &bootstrap, restarted.clone())
             .await
             .unwrap();
         assert!(gateway.wait_until_ready(PATIENCE).await);
@@ -376,9 +386,11 @@ async fn health_and_metrics_describe_the_node() {
 async fn two_nodes_of_one_deployment_share_the_response_partitions_and_answer_their_own_requests() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    let service = Service::start(&bootstrap, "echo", Arc::new(Echo)).await;
-    let first = Node::start(&bootstrap, GatewayConfig::new("pair", "gw-1")).await;
-    let second = Node::start(&bootstrap, GatewayConfig::new("pair", "gw-2")).await;
+    let echo = unique("echo");
+    let service = Service::start(&bootstrap, &echo, Arc::new(Echo)).await;
+    let pair = unique("pair");
+    let first = Node::start(&bootstrap, GatewayConfig::new(pair.clone(), "gw-1")).await;
+    let second = Node::start(&bootstrap, GatewayConfig::new(pair, "gw-2")).await;
 
     // The group splits the partitions once the first node has rejoined after the second
     // node's arrival.
@@ -397,7 +409,7 @@ async fn two_nodes_of_one_deployment_share_the_response_partitions_and_answer_th
 
     for (node, id) in [(&first, "gw-1"), (&second, "gw-2")] {
         for _ in 0..5 {
-            let reply = get(node.address, "/api/echo/x").await;
+            let reply = get(node.address, &format!("/api/{echo}/x")).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
             let correlation_id = reply.json()["correlation_id"].as_str().unwrap().to_owned();
             assert_eq!(CorrelationId::parse(&correlation_id).unwrap().node, id);
@@ -415,7 +427,8 @@ async fn two_nodes_of_one_deployment_share_the_response_partitions_and_answer_th
 async fn a_shutdown_answers_the_waiting_requests_with_503_instead_of_letting_them_time_out() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "silent.requests", 1).await;
+    let silent = unique("silent");
+    create_topic(&bootstrap, &format!("{silent}.requests"), 1).await;
     // Far longer than the test may take: a 504 would mean the shutdown did not answer it.
     let node = Node::start(
         &bootstrap,
@@ -427,7 +440,8 @@ async fn a_shutdown_answers_the_waiting_requests_with_503_instead_of_letting_the
     .await;
 
     let address = node.address;
-    let waiting = tokio::spawn(async move { get(address, "/api/silent/1").await });
+    let path = format!("/api/{silent}/1");
+    let waiting = tokio::spawn(async move { get(address, &path).await });
     eventually("the request parked", async || node.gateway.parked() == 1).await;
     node.stop().await;
 

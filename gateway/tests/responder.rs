@@ -1,6 +1,7 @@
 //! The responder's delivery guarantee: at-least-once, made harmless by the example services.
 //! A request delivered twice (the same correlation id, as after a crash before the offset
-//! commit) applies its effect once and gets the same reply twice, byte for byte.
+//! commit) applies its effect once and gets the same reply twice, byte for byte. Runs against an
+//! embedded broker, or the cluster named by TIDEPOOL_TEST_BOOTSTRAP.
 
 mod support;
 
@@ -18,18 +19,21 @@ use tidepool_gateway::services::OrdersService;
 use tidepool_io::{Env, SystemClock};
 use tidepool_pipeline::store::Store;
 
-use support::{Service, create_topic, eventually, start_broker};
+use support::{Service, create_topic, eventually, start_broker, unique};
 
-const REPLIES: &str = "test.replies";
-
-fn order_request(correlation_id: &str, body: &serde_json::Value) -> ProducerRecord {
-    ProducerRecord::new("orders.requests", Bytes::from(body.to_string()))
+fn order_request(
+    topic: &str,
+    replies: &str,
+    correlation_id: &str,
+    body: &serde_json::Value,
+) -> ProducerRecord {
+    ProducerRecord::new(topic.to_owned(), Bytes::from(body.to_string()))
         .key(correlation_id.to_owned().into_bytes())
         .header(
             headers::CORRELATION_ID,
             correlation_id.to_owned().into_bytes(),
         )
-        .header(headers::REPLY_TO, REPLIES.as_bytes().to_vec())
+        .header(headers::REPLY_TO, replies.as_bytes().to_vec())
         .header(headers::METHOD, b"POST".to_vec())
         .header(headers::PATH, b"/".to_vec())
         .header(headers::CONTENT_TYPE, b"application/json".to_vec())
@@ -43,8 +47,11 @@ fn status_of(record: &ConsumerRecord) -> Option<&str> {
 async fn a_redelivered_request_gets_the_same_reply_and_applies_its_effect_once() {
     let broker = start_broker().await;
     let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "orders.requests", 1).await;
-    create_topic(&bootstrap, REPLIES, 1).await;
+    let orders = unique("orders");
+    let requests = format!("{orders}.requests");
+    let replies_topic = unique("test-replies");
+    create_topic(&bootstrap, &requests, 1).await;
+    create_topic(&bootstrap, &replies_topic, 1).await;
     let client = Client::connect(Env::real(), ClientConfig::new(&bootstrap))
         .await
         .unwrap();
@@ -54,9 +61,19 @@ async fn a_redelivered_request_gets_the_same_reply_and_applies_its_effect_once()
     let producer = Producer::new(client.clone(), ProducerConfig::default())
         .await
         .unwrap();
-    let not_a_request = ProducerRecord::new("orders.requests", Bytes::from_static(b"junk"));
-    let first = order_request("test.0000000000000001.1", &json!({"item": "tea"}));
-    let other = order_request("test.0000000000000001.2", &json!({"item": "milk"}));
+    let not_a_request = ProducerRecord::new(requests.clone(), Bytes::from_static(b"junk"));
+    let first = order_request(
+        &requests,
+        &replies_topic,
+        "test.0000000000000001.1",
+        &json!({"item": "tea"}),
+    );
+    let other = order_request(
+        &requests,
+        &replies_topic,
+        "test.0000000000000001.2",
+        &json!({"item": "milk"}),
+    );
     for record in [not_a_request, first.clone(), first, other] {
         producer.send(record).await.unwrap().await.unwrap();
     }
@@ -64,7 +81,7 @@ async fn a_redelivered_request_gets_the_same_reply_and_applies_its_effect_once()
     let store = Store::memory().unwrap();
     let service = Service::start_on_existing_topic(
         &bootstrap,
-        "orders",
+        &orders,
         Arc::new(OrdersService::new(
             store.clone(),
             Arc::new(SystemClock::new()),
@@ -79,7 +96,7 @@ async fn a_redelivered_request_gets_the_same_reply_and_applies_its_effect_once()
     .await
     .unwrap();
     reader
-        .assign(vec![TopicPartition::new(REPLIES, 0)])
+        .assign(vec![TopicPartition::new(replies_topic.as_str(), 0)])
         .await
         .unwrap();
     let mut replies: Vec<ConsumerRecord> = Vec::new();
@@ -110,9 +127,9 @@ async fn a_redelivered_request_gets_the_same_reply_and_applies_its_effect_once()
     let admin = Admin::new(client.clone());
     eventually("the responder's offsets committed", async || {
         admin
-            .list_group_offsets("orders.responder")
+            .list_group_offsets(&format!("{orders}.responder"))
             .await
-            .map(|offsets| offsets.get(&TopicPartition::new("orders.requests", 0)) == Some(&4))
+            .map(|offsets| offsets.get(&TopicPartition::new(requests.as_str(), 0)) == Some(&4))
             .unwrap_or(false)
     })
     .await;

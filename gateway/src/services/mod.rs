@@ -1,4 +1,6 @@
-//! The example services (DESIGN.md §6): orders, customer, basket. Each keeps its state in the
+//! The example services (DESIGN.md §6): orders, customer, basket, and the order validation
+//! stage ([`OrderValidator`]) that moves orders on along `orders.events` (stateless: the
+//! topic is its state). Each service keeps its state in the
 //! embedded store (`tidepool_pipeline::store::Store`), under its own stage name, and makes
 //! every write idempotent per correlation id with [`Store::apply_effect`]: the effect, and the
 //! reply it produced, are committed with the dedup key `(stage, correlation id)` in one
@@ -11,7 +13,8 @@
 
 mod basket;
 mod customer;
-mod orders;
+pub mod orders;
+pub mod validator;
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use tidepool_pipeline::store::{Effects, Store, StoreError};
 pub use basket::BasketService;
 pub use customer::CustomerService;
 pub use orders::OrdersService;
+pub use validator::{OrderValidator, ValidatorConfig};
 
 use crate::responder::{ServiceRequest, ServiceResponse};
 

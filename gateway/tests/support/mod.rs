@@ -1,5 +1,7 @@
-//! What the gateway's tests share: an embedded broker, gateway nodes and responders started on
-//! it, and a minimal HTTP/1.1 client.
+//! What the gateway's tests share: a cluster (an embedded broker, or the one named by
+//! TIDEPOOL_TEST_BOOTSTRAP, so the same tests run against Apache Kafka), gateway nodes and
+//! responders started on it, the orders service with its events (outbox relay, validator), a
+//! minimal HTTP/1.1 client and a WebSocket client.
 
 #![allow(dead_code)]
 
@@ -7,28 +9,90 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tidepool_broker::{Broker, BrokerHandle};
-use tidepool_client::{Admin, Client, ClientConfig, NewTopic};
+use tidepool_client::{Admin, Client, ClientConfig, NewTopic, Producer, ProducerConfig};
+use tidepool_gateway::services::{OrderValidator, OrdersService, ValidatorConfig};
 use tidepool_gateway::{
     Gateway, GatewayConfig, GatewayMetrics, Responder, ResponderConfig, ServiceHandler,
 };
 use tidepool_io::{Clock, Env, SystemClock};
+use tidepool_pipeline::stages::OutboxRelay;
+use tidepool_pipeline::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Generous: the tests run on a loaded two-core machine; nothing here measures speed.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-pub async fn start_broker() -> BrokerHandle {
-    Broker::builder()
+/// Names an external cluster to run against instead of an embedded broker.
+pub const EXTERNAL_BOOTSTRAP: &str = "TIDEPOOL_TEST_BOOTSTRAP";
+
+/// The cluster a test talks to.
+pub enum Cluster {
+    Embedded(BrokerHandle),
+    External(String),
+}
+
+impl Cluster {
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Cluster::Embedded(broker) => broker.bootstrap(),
+            Cluster::External(bootstrap) => bootstrap.clone(),
+        }
+    }
+
+    /// The embedded broker, for tests that drive it through its control API (they cannot run
+    /// against an external cluster).
+    pub fn embedded(&self) -> Option<&BrokerHandle> {
+        match self {
+            Cluster::Embedded(broker) => Some(broker),
+            Cluster::External(_) => None,
+        }
+    }
+
+    pub async fn shutdown(self) {
+        if let Cluster::Embedded(broker) = self {
+            broker.shutdown().await;
+        }
+    }
+}
+
+/// The external cluster if TIDEPOOL_TEST_BOOTSTRAP names one, else a fresh embedded broker in
+/// memory. Tests share an external cluster (and it outlives them), so every topic, service,
+/// deployment and group a test makes is named with [`unique`].
+pub async fn start_broker() -> Cluster {
+    if let Ok(bootstrap) = std::env::var(EXTERNAL_BOOTSTRAP)
+        && !bootstrap.is_empty()
+    {
+        return Cluster::External(bootstrap);
+    }
+    let broker = Broker::builder()
         .memory()
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .start()
         .await
-        .expect("an embedded broker")
+        .expect("an embedded broker");
+    Cluster::Embedded(broker)
+}
+
+/// `name` made unique to this call in this test run: `{name}-{run}-{n}`, where `run` differs
+/// between processes and runs, so tests sharing a cluster (at once, or one run after another)
+/// never meet in a topic, a service or a consumer group. Letters, digits and `-` only, so it
+/// fits service, deployment and topic names.
+pub fn unique(name: &str) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.get_or_init(|| {
+        let wall_ms = SystemClock::new().wall_ms();
+        format!("{:x}{:x}", wall_ms % (1 << 32), std::process::id())
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{run}-{n}")
 }
 
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
@@ -124,6 +188,126 @@ impl Service {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The orders service as `tidepool up` runs it, under a [`unique`] name: its requests topic,
+/// its events topic, the outbox relay that publishes its events and, unless left out, the
+/// order validator.
+pub struct Orders {
+    /// The service's name: requests go to `/api/{name}`.
+    pub name: String,
+    service: Service,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    relay_client: Client,
+}
+
+impl Orders {
+    pub async fn start(bootstrap: &str, with_validator: bool) -> Orders {
+        let name = unique("orders");
+        let events_topic = format!("{name}.events");
+        create_topic(bootstrap, &events_topic, 3).await;
+        let store = Store::memory().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let orders = OrdersService::new(store.clone(), Arc::clone(&clock))
+            .events_topic(events_topic.clone());
+        let service = Service::start(bootstrap, &name, Arc::new(orders)).await;
+        let (stop, stopped) = watch::channel(false);
+        let relay_client = Client::connect(Env::real(), ClientConfig::new(bootstrap))
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            relay_client.clone(),
+            ProducerConfig::default().linger(Duration::ZERO),
+        )
+        .await
+        .unwrap();
+        let relay = OutboxRelay::new(store, clock, producer);
+        let mut tasks = vec![tokio::spawn(relay.run(stopped.clone()))];
+        if with_validator {
+            let config = ValidatorConfig {
+                group: format!("{name}.validator"),
+                events_topic,
+                ..ValidatorConfig::default()
+            };
+            let validator = OrderValidator::start(Env::real(), bootstrap, config)
+                .await
+                .unwrap();
+            tasks.push(tokio::spawn(async move {
+                validator.run(stopped).await.unwrap();
+            }));
+        }
+        Orders {
+            name,
+            service,
+            stop,
+            tasks,
+            relay_client,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.relay_client.close();
+        self.service.stop().await;
+    }
+}
+
+/// A WebSocket on a node's `/ws`.
+pub struct Socket {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl Socket {
+    pub async fn open(address: SocketAddr) -> Socket {
+        let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+            .await
+            .unwrap();
+        Socket { stream }
+    }
+
+    pub async fn send(&mut self, frame: &Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.stream
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next text frame, as JSON; fails after [`PATIENCE`] or if the socket closes.
+    pub async fn receive(&mut self) -> Value {
+        let next = async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        return serde_json::from_str(text.as_str()).unwrap();
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    other => panic!("the socket ended: {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, next)
+            .await
+            .expect("no frame in time")
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
     }
 }
 
