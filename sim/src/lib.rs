@@ -9,11 +9,14 @@
 //! - `runner`: runs a scenario in turmoil (safety phase, then heal) and judges its history.
 //! - `campaign`: many seeds at once; failing runs written to disk and replayed.
 //! - `pipeline`: the ingestion pipeline as simulator hosts, and its per-event checker.
+//! - `gateway`: the REST gateway's nodes, services and HTTP clients as simulator hosts, and its
+//!   per-request checker.
 //! - `report`: a timeline picture of a history and its findings.
 
 pub mod campaign;
 pub mod checker;
 pub mod env;
+pub mod gateway;
 pub mod history;
 pub mod pipeline;
 pub mod report;

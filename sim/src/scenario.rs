@@ -44,10 +44,13 @@ pub enum Variant {
     NonIdempotentConsumer,
     /// Pipeline: the persister commits its row, then produces the notice itself (no outbox).
     NoOutbox,
+    /// Gateway: a reply read by a node other than the one its request is parked on is dropped
+    /// instead of forwarded, so requests waiting across a partition move time out.
+    GatewayNoForwarding,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::None,
         Variant::AckBeforeFsync,
         Variant::ClientCommitBeforeProcess,
@@ -55,6 +58,7 @@ impl Variant {
         Variant::CommitBeforeProcess,
         Variant::NonIdempotentConsumer,
         Variant::NoOutbox,
+        Variant::GatewayNoForwarding,
     ];
 
     /// The pipeline's variants: they run pipeline scenarios (`crate::pipeline`), the others
@@ -66,6 +70,11 @@ impl Variant {
         )
     }
 
+    /// The gateway's variants: they run gateway scenarios (`crate::gateway`).
+    pub fn is_gateway(self) -> bool {
+        matches!(self, Variant::GatewayNoForwarding)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::None => "none",
@@ -75,6 +84,7 @@ impl Variant {
             Variant::CommitBeforeProcess => "commit-before-process",
             Variant::NonIdempotentConsumer => "non-idempotent-consumer",
             Variant::NoOutbox => "no-outbox",
+            Variant::GatewayNoForwarding => "gateway-no-forwarding",
         }
     }
 

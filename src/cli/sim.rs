@@ -13,6 +13,11 @@
 //! `--pipeline` (implied by the pipeline's variants) runs pipeline scenarios instead: broker,
 //! collector, stages with their store, HTTP client; judged per event id
 //! (`tidepool_sim::pipeline::check`). Failures are written the same way, without a timeline.
+//!
+//! `--gateway` (implied by `--variant gateway-no-forwarding`) runs gateway scenarios: broker,
+//! gateway nodes joining, leaving and crashing, the orders service's responders on their store,
+//! HTTP clients; judged per request (`tidepool_sim::gateway::check`). Failures are written the
+//! same way, marked `"system": "gateway"`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,10 @@ use tidepool_sim::campaign::{
     CampaignResult, FAILURES_DIR, Failure, hex, replay, run_campaign_keeping, shrink_seed,
     write_failure,
 };
+use tidepool_sim::gateway::campaign::{
+    GatewayFailure, run_gateway_campaign, shrink_gateway_seed, write_gateway_failure,
+};
+use tidepool_sim::gateway::{GatewayOutcome, GatewayScenario, run_gateway};
 use tidepool_sim::pipeline::campaign::{
     PipelineFailure, run_pipeline_campaign, shrink_pipeline_seed, write_pipeline_failure,
 };
@@ -40,13 +49,18 @@ pub struct SimArgs {
     seeds: Range<u64>,
     /// A known-bad variant to switch on: none, ack-before-fsync,
     /// client-commit-before-process, forget-producer-state; or the pipeline's
-    /// commit-before-process, non-idempotent-consumer, no-outbox (these imply --pipeline).
+    /// commit-before-process, non-idempotent-consumer, no-outbox (these imply --pipeline);
+    /// or the gateway's gateway-no-forwarding (implies --gateway).
     #[arg(long, default_value = "none", value_parser = parse_variant)]
     variant: Variant,
     /// Run pipeline scenarios (collector, stages, store, outbox relay over the broker) instead
     /// of broker-and-client ones.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "gateway")]
     pipeline: bool,
+    /// Run gateway scenarios (gateway nodes joining, leaving and crashing, the orders service,
+    /// HTTP clients over the broker) instead of broker-and-client ones.
+    #[arg(long)]
+    gateway: bool,
     /// Where failures, the campaign summary and the timeline go.
     #[arg(long, default_value = FAILURES_DIR)]
     out: PathBuf,
@@ -87,6 +101,16 @@ fn parse_variant(text: &str) -> Result<Variant, String> {
     })
 }
 
+/// Whether a replay reproduced the recorded trace; a difference is expected once the code
+/// under test changed (a fixed bug changes the run).
+fn print_replayed_trace(trace: &str, recorded: &str) {
+    if trace == recorded {
+        println!("trace {trace} matches the recording");
+    } else {
+        println!("trace {trace} differs from the recording ({recorded})");
+    }
+}
+
 /// Runs the command; `Ok(false)` means something anomalous was found (exit status 1).
 pub fn sim(args: SimArgs) -> anyhow::Result<bool> {
     if let Some(path) = &args.replay {
@@ -101,7 +125,16 @@ pub fn sim(args: SimArgs) -> anyhow::Result<bool> {
             args.variant
         );
     }
+    if args.gateway && args.variant != Variant::None && !args.variant.is_gateway() {
+        anyhow::bail!(
+            "variant {} does not break the gateway; drop --gateway",
+            args.variant
+        );
+    }
     let bar = progress_bar(args.seeds.end - args.seeds.start);
+    if args.gateway || args.variant.is_gateway() {
+        return gateway_campaign(&args, threads, &bar);
+    }
     if args.pipeline || args.variant.is_pipeline() {
         return pipeline_campaign(&args, threads, &bar);
     }
@@ -185,6 +218,68 @@ fn pipeline_campaign(args: &SimArgs, threads: usize, bar: &ProgressBar) -> anyho
     Ok(result.anomalous() == 0)
 }
 
+fn gateway_campaign(args: &SimArgs, threads: usize, bar: &ProgressBar) -> anyhow::Result<bool> {
+    let result = run_gateway_campaign(args.seeds.clone(), args.variant, threads, &|_, scenario| {
+        bar.inc(1);
+        if scenario.anomalous {
+            bar.println(format!("seed {}: {}", scenario.seed, scenario.summary));
+        }
+    });
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_summary(&args.out, args, &result)?;
+    if let Some((scenario, outcome)) = &result.first_failure {
+        let (scenario, outcome) = shrunk_or_kept(
+            args,
+            (scenario, outcome),
+            (scenario.seed, scenario.schedule.len()),
+            || shrink_gateway_seed(scenario.seed, args.variant, args.shrink_budget),
+            |(shrunk, shrunk_outcome)| (shrunk.schedule.len(), shrunk_outcome.is_anomalous()),
+        );
+        let path = write_gateway_failure(&args.out, &scenario, args.variant, &outcome)
+            .with_context(|| format!("writing into {}", args.out.display()))?;
+        print_gateway_failure(&scenario, &outcome);
+        eprintln!("replay: tidepool sim --replay {}", path.display());
+    }
+    println!(
+        "sim: {} scenarios, {} anomalous, trace={}",
+        result.results.len(),
+        result.anomalous(),
+        hex(result.trace())
+    );
+    Ok(result.anomalous() == 0)
+}
+
+/// The schedule and the checker's witnesses of a failing gateway run, on stderr.
+fn print_gateway_failure(scenario: &GatewayScenario, outcome: &GatewayOutcome) {
+    eprintln!("first failure: {}", scenario.describe());
+    eprintln!("{}", outcome.summary());
+    for step in &scenario.schedule {
+        eprintln!(
+            "{:>6} ms  {}",
+            outcome.started_ms + step.at_ms,
+            serde_json::to_string(&step.action).unwrap_or_default()
+        );
+    }
+    for (at_ms, fault) in &outcome.faults {
+        eprintln!("{at_ms:>6} ms  fault: {fault}");
+    }
+    print_witnesses(&outcome.report.anomalies);
+}
+
+/// Each anomaly kind's first witnesses, on stderr.
+fn print_witnesses(anomalies: &std::collections::BTreeMap<String, Vec<String>>) {
+    for (kind, witnesses) in anomalies {
+        for witness in witnesses.iter().take(5) {
+            eprintln!("{kind}: {witness}");
+        }
+        if witnesses.len() > 5 {
+            eprintln!("{kind}: ... {} more", witnesses.len() - 5);
+        }
+    }
+}
+
 /// The schedule and the checker's witnesses of a failing pipeline run, on stderr.
 fn print_pipeline_failure(scenario: &PipelineScenario, outcome: &PipelineOutcome) {
     eprintln!("first failure: {}", scenario.describe());
@@ -199,14 +294,7 @@ fn print_pipeline_failure(scenario: &PipelineScenario, outcome: &PipelineOutcome
     for (at_ms, fault) in &outcome.faults {
         eprintln!("{at_ms:>6} ms  fault: {fault}");
     }
-    for (kind, witnesses) in &outcome.report.anomalies {
-        for witness in witnesses.iter().take(5) {
-            eprintln!("{kind}: {witness}");
-        }
-        if witnesses.len() > 5 {
-            eprintln!("{kind}: ... {} more", witnesses.len() - 5);
-        }
-    }
+    print_witnesses(&outcome.report.anomalies);
 }
 
 /// `DIR/campaign.jsonl`: one line per scenario (seed, trace, verdict).
@@ -292,19 +380,24 @@ fn report_failure(args: &SimArgs, scenario: &Scenario, outcome: &RunOutcome) -> 
 }
 
 fn replay_file(path: &Path) -> anyhow::Result<bool> {
+    if let Some(failure) = GatewayFailure::read(path)? {
+        let outcome = run_gateway(&failure.scenario, failure.variant);
+        let trace = hex(outcome.trace);
+        println!("{}", failure.scenario.describe());
+        println!("{}", outcome.summary());
+        print_replayed_trace(&trace, &failure.trace);
+        println!(
+            "sim: 1 scenarios, {} anomalous, trace={trace}",
+            u8::from(outcome.is_anomalous())
+        );
+        return Ok(!outcome.is_anomalous());
+    }
     if let Some(failure) = PipelineFailure::read(path)? {
         let outcome = run_pipeline(&failure.scenario, failure.variant);
         let trace = hex(outcome.trace);
         println!("{}", failure.scenario.describe());
         println!("{}", outcome.summary());
-        if trace == failure.trace {
-            println!("trace {trace} matches the recording");
-        } else {
-            println!(
-                "trace {trace} differs from the recording ({})",
-                failure.trace
-            );
-        }
+        print_replayed_trace(&trace, &failure.trace);
         println!(
             "sim: 1 scenarios, {} anomalous, trace={trace}",
             u8::from(outcome.is_anomalous())
@@ -316,15 +409,7 @@ fn replay_file(path: &Path) -> anyhow::Result<bool> {
     let trace = hex(outcome.trace);
     println!("{}", failure.scenario.describe());
     println!("{}", outcome.summary());
-    if trace == failure.trace {
-        println!("trace {trace} matches the recording");
-    } else {
-        // Expected once the code under test changed (a fixed bug changes the run).
-        println!(
-            "trace {trace} differs from the recording ({})",
-            failure.trace
-        );
-    }
+    print_replayed_trace(&trace, &failure.trace);
     println!(
         "sim: 1 scenarios, {} anomalous, trace={trace}",
         u8::from(outcome.is_anomalous())

@@ -41,23 +41,47 @@ pub struct PipelineFailure {
 impl PipelineFailure {
     /// Reads a pipeline failure; `Ok(None)` if the file is another system's.
     pub fn read(path: &Path) -> io::Result<Option<PipelineFailure>> {
-        let text = fs::read_to_string(path)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is not JSON: {error}", path.display()),
-            )
-        })?;
-        if value.get("system").and_then(serde_json::Value::as_str) != Some(SYSTEM) {
-            return Ok(None);
-        }
-        serde_json::from_value(value).map(Some).map_err(|error| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is not a pipeline failure: {error}", path.display()),
-            )
-        })
+        read_system_failure(path, SYSTEM)
     }
+}
+
+/// Reads the failure file at `path` if its `"system"` is `system`; `Ok(None)` if it is another
+/// system's.
+pub(crate) fn read_system_failure<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    system: &str,
+) -> io::Result<Option<T>> {
+    let text = fs::read_to_string(path)?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not JSON: {error}", path.display()),
+        )
+    })?;
+    if value.get("system").and_then(serde_json::Value::as_str) != Some(system) {
+        return Ok(None);
+    }
+    serde_json::from_value(value).map(Some).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a {system} failure: {error}", path.display()),
+        )
+    })
+}
+
+/// Writes the failure `make` builds (given its replay command) into `dir` (created if
+/// missing) as `<trace>.json`; returns the file's path.
+pub(crate) fn write_system_failure<T: Serialize>(
+    dir: &Path,
+    trace: u64,
+    make: impl FnOnce(String) -> T,
+) -> io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.json", hex(trace)));
+    let failure = make(format!("tidepool sim --replay {}", path.display()));
+    let json = serde_json::to_string_pretty(&failure).map_err(io::Error::other)?;
+    fs::write(&path, json)?;
+    Ok(path)
 }
 
 /// Writes a failing pipeline run into `dir` (created if missing); returns the file's path.
@@ -67,20 +91,15 @@ pub fn write_pipeline_failure(
     variant: Variant,
     outcome: &PipelineOutcome,
 ) -> io::Result<PathBuf> {
-    fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{}.json", hex(outcome.trace)));
-    let failure = PipelineFailure {
+    write_system_failure(dir, outcome.trace, |replay| PipelineFailure {
         system: SYSTEM.to_owned(),
-        replay: format!("tidepool sim --replay {}", path.display()),
+        replay,
         variant,
         scenario: scenario.clone(),
         trace: hex(outcome.trace),
         summary: outcome.summary(),
         outcome: outcome.clone(),
-    };
-    let json = serde_json::to_string_pretty(&failure).map_err(io::Error::other)?;
-    fs::write(&path, json)?;
-    Ok(path)
+    })
 }
 
 /// Runs the pipeline scenario of every seed in `seeds` with `variant` on `threads` threads.

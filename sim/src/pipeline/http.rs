@@ -52,6 +52,28 @@ pub async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    exchange(
+        env,
+        hyper::Method::POST,
+        (host, port),
+        path,
+        Some(body),
+        timeout,
+    )
+    .await
+}
+
+/// `method path` to `host:port` on a fresh connection, with a JSON body if `body` is given,
+/// waiting at most `timeout` (of the host's clock) for the whole answer. An error means the
+/// outcome is unknown.
+pub async fn exchange(
+    env: &Env,
+    method: hyper::Method,
+    (host, port): (&str, u16),
+    path: &str,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Answer, String> {
     let exchange = async {
         let stream = env
             .transport
@@ -64,10 +86,15 @@ pub async fn post_json(
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let request = Request::post(path)
-            .header(hyper::header::HOST, format!("{host}:{port}"))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, format!("{host}:{port}"));
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|error| format!("request: {error}"))?;
         let response = sender
             .send_request(request)

@@ -17,7 +17,7 @@
 pub mod campaign;
 pub mod check;
 mod hosts;
-mod http;
+pub(crate) mod http;
 pub mod scenario;
 
 use std::collections::{BTreeMap, BTreeSet};
