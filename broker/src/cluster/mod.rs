@@ -88,6 +88,8 @@ pub struct Cluster {
     pub groups: GroupCoordinator,
     /// Compaction and retention reports and schedule.
     pub cleaner: crate::cleaner::Cleaner,
+    /// Test control: interceptions, injected errors, delays, version cap, request log.
+    pub control: crate::control::ControlPlane,
 }
 
 struct ControllerState {
