@@ -486,6 +486,16 @@ impl Control {
         self.plane().request_log(since)
     }
 
+    /// The release whose API versions are advertised, if capped.
+    pub fn version_cap(&self) -> Option<&'static str> {
+        self.plane().version_cap()
+    }
+
+    /// Every node's id, up or down.
+    pub fn nodes(&self) -> Vec<i32> {
+        self.inner.cluster.node_ids()
+    }
+
     /// Every control action taken, with its time, oldest first.
     pub fn actions(&self) -> Vec<ActionRecord> {
         self.plane().actions()

@@ -173,6 +173,11 @@ impl Cluster {
         state.nodes.insert(node.id, node);
     }
 
+    /// Every node's id, serving or down.
+    pub fn node_ids(&self) -> Vec<i32> {
+        lock(&self.state).nodes.keys().copied().collect()
+    }
+
     /// The nodes serving now, by id.
     pub fn nodes(&self) -> Vec<NodeInfo> {
         let state = lock(&self.state);
