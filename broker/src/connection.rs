@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use kafka_protocol::messages::{ApiVersionsResponse, ResponseKind};
 
-use crate::control::{ControlPlane, Verdict, inject};
+use crate::control::{ControlPlane, PendingEntry, Verdict, inject};
 use crate::handler::{self, Outcome};
 use crate::request::{self, FRAME_BYTES_MIN, Parsed};
 use crate::server::Node;
@@ -196,6 +196,7 @@ async fn handle_frame(
                 &request.body,
                 &inject::partitions_named(&request.body, &name_of),
             );
+            let pending = PendingEntry::new(control, plan.entry);
             if !plan.delay.is_zero() {
                 node.cluster.env.clock.sleep(plan.delay).await;
             }
@@ -222,16 +223,16 @@ async fn handle_frame(
                     if let ResponseKind::ApiVersions(versions) = body.as_mut() {
                         cap_api_versions(control, versions);
                     }
-                    control.finish(plan.entry, Some(body.as_mut()));
+                    pending.finish(Some(body.as_mut()));
                     request::encode_response(output, api_key, version, correlation_id, &body)
                         .map_err(|error| error.to_string())
                 }
                 Outcome::Silent => {
-                    control.finish(plan.entry, None);
+                    pending.finish(None);
                     Ok(())
                 }
                 Outcome::Close(reason) => {
-                    control.finish(plan.entry, None);
+                    pending.finish(None);
                     Err(reason)
                 }
             }

@@ -410,3 +410,60 @@ async fn the_request_log_and_the_action_log_tell_what_happened_and_when() {
     );
     assert!(actions.iter().all(|action| action.time_ms > 0));
 }
+
+#[tokio::test]
+async fn a_request_cut_off_by_its_node_going_down_is_logged_unanswered_not_pending() {
+    let broker = tidepool_broker::Broker::builder()
+        .memory()
+        .nodes(2)
+        .start()
+        .await
+        .expect("broker starts");
+    let control = broker.control();
+    let second = broker.bootstrap().split(',').nth(1).unwrap().to_owned();
+    let mut client = Client::connect_to(&second).await;
+    // Held long enough that the node goes down while the request waits, as a long-polling
+    // Fetch does when a real client's node is taken down.
+    control
+        .intercept(
+            Interception::new(
+                ApiKey::ApiVersions,
+                InterceptAction::Delay(Duration::from_secs(30)),
+            )
+            .on_node(2),
+        )
+        .unwrap();
+    let (_, bytes) = client.encode(3, &ApiVersionsRequest::default());
+    client.send_raw(&bytes).await;
+    let logged = |control: &tidepool_broker::Control| {
+        control
+            .request_log(0)
+            .into_iter()
+            .find(|entry| entry.api == "ApiVersions" && entry.node == 2)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logged(&control).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached node 2"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(logged(&control).unwrap().outcome.starts_with("pending: "));
+
+    control.node_down(2).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entry = logged(&control).unwrap();
+        if !entry.outcome.starts_with("pending") {
+            assert_eq!(
+                entry.outcome,
+                "intercepted #0: delay 30s, unanswered: connection closed"
+            );
+            assert!(entry.error_codes.is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", entry.outcome);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

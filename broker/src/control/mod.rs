@@ -659,6 +659,49 @@ impl ControlPlane {
             logged.error_codes = inject::error_codes(response);
         }
     }
+
+    /// Records that a request was never answered because its connection went away first: a
+    /// node taken down aborts its connections in the middle of a long-polling Fetch or a
+    /// delay, and the log must not show such a request pending for ever.
+    pub fn abandon(&self, entry: u64) {
+        let mut state = self.state();
+        let Some(logged) = state.requests.iter_mut().rev().find(|e| e.seq == entry) else {
+            return;
+        };
+        if let Some(outcome) = logged.outcome.strip_prefix("pending: ") {
+            logged.outcome = format!("{outcome}, unanswered: connection closed");
+        }
+    }
+}
+
+/// Finishes a request's log entry exactly once: with its answer, or, if the connection's task
+/// is dropped before there is one, as abandoned.
+pub struct PendingEntry<'a> {
+    control: &'a ControlPlane,
+    entry: Option<u64>,
+}
+
+impl<'a> PendingEntry<'a> {
+    pub fn new(control: &'a ControlPlane, entry: u64) -> PendingEntry<'a> {
+        PendingEntry {
+            control,
+            entry: Some(entry),
+        }
+    }
+
+    pub fn finish(mut self, response: Option<&mut ResponseKind>) {
+        if let Some(entry) = self.entry.take() {
+            self.control.finish(entry, response);
+        }
+    }
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.control.abandon(entry);
+        }
+    }
 }
 
 fn error_verdict(body: &RequestKind, version: i16, code: i16) -> Verdict {
