@@ -1,8 +1,9 @@
 //! Real clients experiencing the test control plane (issue 11): librdkafka through
-//! confluent-kafka and kafka-python, driven by tests/compat/control_confluent.py and
-//! control_kafka_python.py, which reach the control plane only over HTTP. Each program checks
-//! that its client behaves as with Kafka — retriable errors retried, leader moves followed, a
-//! forced rebalance seen, a node down survived, an old release's versions negotiated.
+//! confluent-kafka, kafka-python and kcat, driven by tests/compat/control_confluent.py,
+//! control_kafka_python.py and control_kcat.py, which reach the control plane only over HTTP.
+//! Each program checks that its client behaves as with Kafka — retriable errors retried, leader
+//! moves followed, a forced rebalance seen, a node down survived, an old release's versions
+//! negotiated.
 //!
 //! Slow and needing installed clients, so gated like tests/real_clients.rs: `TIDEPOOL_COMPAT=1`
 //! runs them, with `TIDEPOOL_PYTHON` naming the project venv's interpreter. Without it each
@@ -116,4 +117,12 @@ async fn kafka_python_retries_follows_rebalances_and_negotiates_capped_versions(
         return;
     }
     run("tests/compat/control_kafka_python.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_retries_reconnects_and_negotiates_a_capped_version() {
+    if !enabled("kcat_retries_reconnects_and_negotiates_a_capped_version") {
+        return;
+    }
+    run("tests/compat/control_kcat.py").await;
 }
