@@ -15,3 +15,5 @@ pub use tidepool_broker::{
     self as broker, Broker, BrokerBuilder, BrokerHandle, Config, StartError,
 };
 pub use tidepool_io::{self as io, Env};
+
+pub mod control;

@@ -78,6 +78,10 @@ struct ServeArgs {
     /// default 15000).
     #[arg(long)]
     cleaner_backoff_ms: Option<u64>,
+    /// Serve the test control plane over HTTP here (fault injection, request log; see
+    /// README "Control plane"); the ready line then ends with `control=http://HOST:PORT`.
+    #[arg(long)]
+    control: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +98,9 @@ struct UpArgs {
     /// Where the request-response gateway's HTTP server listens (`/api/{service}/...`).
     #[arg(long, default_value = "127.0.0.1:8081")]
     gateway: SocketAddr,
+    /// Where the test control plane's HTTP server listens (README "Control plane").
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    control: SocketAddr,
     /// Keep the broker's log and the pipeline's store (`DIR/pipeline/store.redb`) in this
     /// directory, recovered on start; without it both live in memory.
     #[arg(long)]
@@ -184,9 +191,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // stop the broker cleanly, not kill it.
     let signals = Signals::install()?;
     let broker = builder.start().await?;
-    println!("tidepool ready bootstrap={}", broker.bootstrap());
+    let control = match args.control {
+        Some(address) => {
+            let (bound, server) = tidepool::control::start(address, broker.control()).await?;
+            Some((bound, server))
+        }
+        None => None,
+    };
+    match &control {
+        Some((bound, _)) => println!(
+            "tidepool ready bootstrap={} control=http://{bound}",
+            broker.bootstrap()
+        ),
+        None => println!("tidepool ready bootstrap={}", broker.bootstrap()),
+    }
     signals.wait().await;
     tracing::info!("signal received, shutting down");
+    if let Some((_, server)) = control {
+        server.abort();
+    }
     broker.shutdown().await;
     Ok(())
 }
@@ -222,14 +245,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         tidepool_pipeline::app::start(env.clone(), pipeline_config, store.clone(), Vec::new())
             .await?;
     let gateway = Shop::start(env, &broker.bootstrap(), store, args.gateway).await?;
+    let (control, control_server) =
+        tidepool::control::start(args.control, broker.control()).await?;
     println!(
-        "tidepool up ready bootstrap={} collector=http://{} gateway=http://{}",
+        "tidepool up ready bootstrap={} collector=http://{} gateway=http://{} control=http://{control}",
         broker.bootstrap(),
         pipeline.collector_addr,
         gateway.address
     );
     signals.wait().await;
     tracing::info!("signal received, shutting down");
+    control_server.abort();
     gateway.shutdown().await;
     pipeline.shutdown().await;
     broker.shutdown().await;

@@ -46,6 +46,8 @@ async fn up_serves_the_pipeline_until_sigterm() {
             "127.0.0.1:0",
             "--gateway",
             "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
             "--partitions",
             "2",
         ])
@@ -74,6 +76,13 @@ async fn up_serves_the_pipeline_until_sigterm() {
         .strip_prefix("gateway=http://")
         .unwrap_or_else(|| panic!("{ready}"))
         .to_owned();
+    let control = fields[6]
+        .strip_prefix("control=http://")
+        .unwrap_or_else(|| panic!("{ready}"))
+        .to_owned();
+    let (status, body) = http(&control, "GET /openapi.json HTTP/1.1", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"/interceptions\""), "{body}");
 
     let events = r#"[{"id":"u1","tenant":"acme","type":"click","timestamp":1714564800000,"payload":{}},
                      {"id":"u2","tenant":"beta","type":"view","timestamp":1714564800000,"payload":{}}]"#;

@@ -16,8 +16,13 @@ use crate::admin::{self, AdminError, GroupDescription, GroupListing, PartitionLa
 use crate::cleaner::{self, CleanerReport};
 use crate::cluster::{Cluster, LeadershipError, NodeInfo};
 use crate::config::Config;
+use crate::control::{
+    ActionRecord, ControlPlane, InjectedError, Interception, InterceptionId, PlaneError,
+    RequestLogEntry,
+};
 use crate::log::RetentionStats;
 use crate::server::{self, Node, Stop};
+use kafka_protocol::messages::ApiKey;
 
 /// Entry point: `Broker::builder()`.
 pub struct Broker;
@@ -363,6 +368,8 @@ pub enum ControlError {
     Storage(String),
     #[error("the group's coordinator is not available: {0}")]
     Coordinator(String),
+    #[error("group {0} cannot rebalance now: it is {1}")]
+    NoRebalance(String, &'static str),
     #[error("node {node} cannot listen on {address} again: {source}")]
     Rebind {
         node: i32,
@@ -381,7 +388,117 @@ impl Control {
     /// Moves a partition's leadership to `node` (a live replica), bumping its leader epoch.
     /// Returns the new epoch.
     pub fn move_leader(&self, topic: &str, partition: i32, node: i32) -> Result<i32, ControlError> {
-        Ok(self.inner.cluster.move_leader(topic, partition, node)?)
+        let epoch = self.inner.cluster.move_leader(topic, partition, node)?;
+        self.record(format!(
+            "move leader of {topic}-{partition} to node {node} (epoch {epoch})"
+        ));
+        Ok(epoch)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.cluster.env.clock.wall_ms()
+    }
+
+    fn record(&self, action: String) {
+        self.inner.cluster.control.record(self.now_ms(), action);
+    }
+
+    fn plane(&self) -> &ControlPlane {
+        &self.inner.cluster.control
+    }
+
+    /// Applies `rule` to the matching requests from now on; returns its id.
+    pub fn intercept(&self, rule: Interception) -> Result<InterceptionId, PlaneError> {
+        self.plane().intercept(self.now_ms(), rule)
+    }
+
+    pub fn remove_interception(&self, id: InterceptionId) -> Result<(), PlaneError> {
+        self.plane().remove_interception(self.now_ms(), id)
+    }
+
+    /// The active interceptions, described, oldest first.
+    pub fn interceptions(&self) -> Vec<(InterceptionId, String)> {
+        self.plane().interceptions()
+    }
+
+    /// The requests an interception matched so far (None once removed or used up).
+    pub fn observed(&self, id: InterceptionId) -> Option<Vec<RequestLogEntry>> {
+        self.plane().observed(id)
+    }
+
+    /// The next requests of `api_key` (to `node`, or any node) are answered with these errors,
+    /// one each, in order, instead of being handled.
+    pub fn push_errors(
+        &self,
+        api_key: ApiKey,
+        node: Option<i32>,
+        errors: &[InjectedError],
+    ) -> Result<(), PlaneError> {
+        self.plane()
+            .push_errors(self.now_ms(), api_key, node, errors)
+    }
+
+    /// The next requests (of `api_key`, or any of Produce, Fetch, ListOffsets, OffsetCommit)
+    /// naming this partition get these codes for it, one each; their other partitions are
+    /// served.
+    pub fn push_partition_errors(
+        &self,
+        topic: &str,
+        partition: i32,
+        api_key: Option<ApiKey>,
+        codes: &[i16],
+    ) -> Result<(), PlaneError> {
+        self.plane()
+            .push_partition_errors(self.now_ms(), topic, partition, api_key, codes)
+    }
+
+    /// Every request to `node` waits `delay` before it is handled (zero removes the delay).
+    pub fn set_round_trip(&self, node: i32, delay: Duration) {
+        self.plane().set_round_trip(self.now_ms(), node, delay)
+    }
+
+    /// Advertises and accepts only the API versions of Apache Kafka `release` ("2.8", "3.7",
+    /// …, see [`crate::control::RELEASES`]); None lifts the cap. Requests above the cap close the connection,
+    /// as Kafka does for versions it does not know.
+    pub fn cap_versions(&self, release: Option<&str>) -> Result<(), PlaneError> {
+        self.plane().cap_versions(self.now_ms(), release)
+    }
+
+    /// Starts a rebalance of a group that has members, as a new member would: they learn it
+    /// from their next heartbeat and rejoin.
+    pub fn force_rebalance(&self, group_id: &str) -> Result<(), ControlError> {
+        self.inner
+            .cluster
+            .groups
+            .force_rebalance(&self.inner.cluster, group_id)
+            .map_err(|state| ControlError::NoRebalance(group_id.to_owned(), state.name()))?;
+        self.record(format!("force a rebalance of group {group_id}"));
+        Ok(())
+    }
+
+    /// Removes every interception, injected error, round-trip delay and the version cap.
+    pub fn reset(&self) {
+        self.plane().reset(self.now_ms())
+    }
+
+    /// Requests from `since` on (a log `seq`; 0 for every one kept), oldest first.
+    pub fn request_log(&self, since: u64) -> Vec<RequestLogEntry> {
+        self.plane().request_log(since)
+    }
+
+    /// The release whose API versions are advertised, if capped.
+    pub fn version_cap(&self) -> Option<&'static str> {
+        self.plane().version_cap()
+    }
+
+    /// Every node's id, up or down.
+    pub fn nodes(&self) -> Vec<i32> {
+        self.inner.cluster.node_ids()
+    }
+
+    /// Every control action taken, with its time, oldest first.
+    pub fn actions(&self) -> Vec<ActionRecord> {
+        self.plane().actions()
     }
 
     /// Every consumer group, by id.
@@ -420,6 +537,9 @@ impl Control {
     pub fn move_group_coordinator(&self, group_id: &str, node: i32) -> Result<i32, ControlError> {
         let (topic, partition) = admin::coordinator_partition(&self.inner.cluster, group_id)
             .map_err(|error| ControlError::Coordinator(format!("{error:?}")))?;
+        self.record(format!(
+            "move the coordinator of group {group_id} to node {node}"
+        ));
         self.move_leader(&topic, partition, node)
     }
 
@@ -428,11 +548,15 @@ impl Control {
     pub fn roll(&self, topic: &str, partition: i32) -> Result<(), ControlError> {
         let found = self.partition(topic, partition)?;
         let now_ms = self.inner.cluster.env.clock.wall_ms();
-        let mut state = found.state();
-        state
-            .log
-            .roll(now_ms)
-            .map_err(|error| ControlError::Storage(error.to_string()))
+        {
+            let mut state = found.state();
+            state
+                .log
+                .roll(now_ms)
+                .map_err(|error| ControlError::Storage(error.to_string()))?;
+        }
+        self.record(format!("roll {topic}-{partition}"));
+        Ok(())
     }
 
     /// Runs the cleaner on a compacted partition now, whatever its dirty ratio, and returns
@@ -443,6 +567,7 @@ impl Control {
         partition: i32,
     ) -> Result<Option<CleanerReport>, ControlError> {
         let found = self.partition(topic, partition)?;
+        self.record(format!("clean {topic}-{partition}"));
         cleaner::clean(&self.inner.cluster, &found, true)
             .map_err(|error| ControlError::Storage(format!("{error:?}")))
     }
@@ -454,6 +579,7 @@ impl Control {
         partition: i32,
     ) -> Result<RetentionStats, ControlError> {
         let found = self.partition(topic, partition)?;
+        self.record(format!("apply retention to {topic}-{partition}"));
         cleaner::retain(&self.inner.cluster, &found)
             .map_err(|error| ControlError::Storage(format!("{error:?}")))
     }
@@ -500,6 +626,8 @@ impl Control {
         }
         self.inner.cluster.node_down(node)?;
         runtime.stop(Stop::Abrupt).await;
+        drop(nodes);
+        self.record(format!("node {node} down"));
         tracing::info!(node, "node down");
         Ok(())
     }
@@ -526,6 +654,8 @@ impl Control {
             })?;
         *runtime = NodeRuntime::spawn(runtime.info.clone(), address, listener, &self.inner.cluster);
         self.inner.cluster.node_up(node)?;
+        drop(nodes);
+        self.record(format!("node {node} up"));
         tracing::info!(node, "node up");
         Ok(())
     }

@@ -63,6 +63,14 @@ pub struct Config {
     /// Distinct keys one compaction pass may map (Kafka's dedupe buffer, 128 MiB by
     /// default, holds about 5.6 million); a partition with more is cleaned in parts.
     pub cleaner_keys_max: usize,
+    /// Test control plane bounds (`Control::intercept` and friends, DESIGN.md §3): active
+    /// interceptions, injected errors waiting, requests kept in the request log, control
+    /// actions kept in the action log, requests kept per observing interception.
+    pub control_interceptions_max: usize,
+    pub control_injected_errors_max: usize,
+    pub control_request_log_max: usize,
+    pub control_action_log_max: usize,
+    pub control_observed_max: usize,
     /// Breaks a guarantee on purpose, for the simulator's known-bad variants (issue 8), so a
     /// test can show the checker catches the breakage. Nothing but tidepool-sim sets it;
     /// `tidepool serve` has no flag for it. The default breaks nothing.
@@ -110,7 +118,24 @@ impl Default for Config {
             cleaner_backoff_ms: 15_000,
             retention_check_interval_ms: 300_000,
             cleaner_keys_max: 4_000_000,
+            control_interceptions_max: 1_000,
+            control_injected_errors_max: 100_000,
+            control_request_log_max: 10_000,
+            control_action_log_max: 10_000,
+            control_observed_max: 1_000,
             sabotage: Sabotage::default(),
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn plane_limits(&self) -> crate::control::PlaneLimits {
+        crate::control::PlaneLimits {
+            interceptions_max: self.control_interceptions_max,
+            injected_errors_max: self.control_injected_errors_max,
+            request_log_max: self.control_request_log_max,
+            action_log_max: self.control_action_log_max,
+            observed_max: self.control_observed_max,
         }
     }
 }

@@ -13,6 +13,9 @@ use tidepool_io::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use kafka_protocol::messages::{ApiVersionsResponse, ResponseKind};
+
+use crate::control::{ControlPlane, PendingEntry, Verdict, inject};
 use crate::handler::{self, Outcome};
 use crate::request::{self, FRAME_BYTES_MIN, Parsed};
 use crate::server::Node;
@@ -179,18 +182,78 @@ async fn handle_frame(
             )
             .map_err(|error| error.to_string())
         }
-        Parsed::Request(request) => {
+        Parsed::Request(mut request) => {
             let api_key = request.api_key;
             let version = request.header.request_api_version;
             let correlation_id = request.header.correlation_id;
-            match handler::dispatch(node, *request, &mut buffers.scratch, peer).await {
-                Outcome::Respond(body) => {
+            let control = &node.cluster.control;
+            let name_of = |id| node.cluster.topic_by_id(id).map(|topic| topic.name.clone());
+            let plan = control.admit(
+                node.cluster.env.clock.wall_ms(),
+                node.id,
+                &request.header,
+                api_key,
+                &request.body,
+                &inject::partitions_named(&request.body, &name_of),
+            );
+            let pending = PendingEntry::new(control, plan.entry);
+            if !plan.delay.is_zero() {
+                node.cluster.env.clock.sleep(plan.delay).await;
+            }
+            let outcome = match plan.verdict {
+                Verdict::Handle | Verdict::HandleThenError(_) => {
+                    let withheld =
+                        inject::withhold(&mut request.body, &plan.partition_errors, &name_of);
+                    let mut outcome =
+                        handler::dispatch(node, *request, &mut buffers.scratch, peer).await;
+                    if let Outcome::Respond(body) = &mut outcome {
+                        inject::answer_withheld(body, &withheld);
+                        if let Verdict::HandleThenError(code) = plan.verdict {
+                            inject::overwrite_errors(body, code);
+                        }
+                    }
+                    outcome
+                }
+                Verdict::Respond(body) => Outcome::Respond(body),
+                Verdict::Drop => Outcome::Silent,
+                Verdict::Close(reason) => Outcome::Close(reason),
+            };
+            match outcome {
+                Outcome::Respond(mut body) => {
+                    if let ResponseKind::ApiVersions(versions) = body.as_mut() {
+                        cap_api_versions(control, versions);
+                    }
+                    pending.finish(Some(body.as_mut()));
                     request::encode_response(output, api_key, version, correlation_id, &body)
                         .map_err(|error| error.to_string())
                 }
-                Outcome::Silent => Ok(()),
-                Outcome::Close(reason) => Err(reason),
+                Outcome::Silent => {
+                    pending.finish(None);
+                    Ok(())
+                }
+                Outcome::Close(reason) => {
+                    pending.finish(None);
+                    Err(reason)
+                }
             }
         }
     }
+}
+
+/// Advertises only what the version cap allows: each API's newest version lowered to the
+/// release's, and the APIs the release did not have (or only at versions below our oldest)
+/// left out.
+fn cap_api_versions(control: &ControlPlane, versions: &mut ApiVersionsResponse) {
+    versions.api_keys.retain_mut(|api| {
+        let Ok(key) = kafka_protocol::messages::ApiKey::try_from(api.api_key) else {
+            return false;
+        };
+        match control.newest_version(key, api.max_version) {
+            Some(newest) if newest >= api.min_version => {
+                api.max_version = newest;
+                true
+            }
+            _ => false,
+        }
+    });
 }

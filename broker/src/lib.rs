@@ -28,6 +28,7 @@ pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod group;
 pub mod handler;
 pub mod log;
@@ -37,6 +38,10 @@ pub mod request;
 pub mod server;
 
 pub use broker::{Broker, BrokerBuilder, BrokerHandle, Control, ControlError, StartError};
+pub use control::{
+    ActionRecord, InjectedError, InterceptAction, Interception, InterceptionId, PlaneError,
+    RequestLogEntry,
+};
 pub use config::{Config, Sabotage, TopicConfig};
 
 /// Every crash point in the broker (`crash_point!`, DESIGN.md §7): a named step between two

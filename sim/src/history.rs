@@ -367,6 +367,12 @@ pub enum Fault {
         host: String,
         delta_ms: i64,
     },
+    /// A control-plane fault (`Control`, issue 11): injected errors, a slow node, a forced
+    /// rebalance. It stops nothing and loses nothing: the broker refused or delayed requests
+    /// without acting on them.
+    Injected {
+        action: String,
+    },
     /// A fault this format does not name yet. The checker assumes the worst of it.
     Other {
         name: String,
@@ -389,6 +395,7 @@ impl Fault {
             Fault::LeaderMove { .. } => "leader-move",
             Fault::CoordinatorMove { .. } => "coordinator-move",
             Fault::ClockJump { .. } => "clock-jump",
+            Fault::Injected { .. } => "injected",
             Fault::Other { name, .. } => name,
         }
     }

@@ -1145,6 +1145,7 @@ fn fault_label(fault: &Fault) -> String {
             None => format!("coordinator {group} moved"),
         },
         Fault::ClockJump { host, delta_ms } => format!("clock {host} {delta_ms:+}ms"),
+        Fault::Injected { action } => action.clone(),
         Fault::Other { name, .. } => name.clone(),
     }
 }

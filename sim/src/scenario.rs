@@ -184,6 +184,71 @@ pub enum Action {
     MoveCoordinator { node: u8 },
     /// The host's wall clock jumps by `delta_ms`.
     ClockJump { host: Host, delta_ms: i32 },
+    /// The broker answers the next `count` requests of `api` with its retriable error, through
+    /// the control plane (`Control::push_errors`), as a client of real Kafka sees them.
+    InjectErrors { api: InjectedApi, count: u8 },
+    /// Every request to node `node` (1-based, wraps) waits `delay_ms` (0 removes the delay).
+    SlowNode { node: u8, delay_ms: u16 },
+    /// The group rebalances now (`Control::force_rebalance`), as when a member joins.
+    ForceRebalance,
+}
+
+/// The APIs the simulator injects errors into, each with the retriable error a real broker
+/// gives when leadership or a coordinator moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InjectedApi {
+    Produce,
+    Fetch,
+    Metadata,
+    FindCoordinator,
+    JoinGroup,
+    SyncGroup,
+    Heartbeat,
+    OffsetCommit,
+    OffsetFetch,
+}
+
+impl InjectedApi {
+    pub const ALL: [InjectedApi; 9] = [
+        InjectedApi::Produce,
+        InjectedApi::Fetch,
+        InjectedApi::Metadata,
+        InjectedApi::FindCoordinator,
+        InjectedApi::JoinGroup,
+        InjectedApi::SyncGroup,
+        InjectedApi::Heartbeat,
+        InjectedApi::OffsetCommit,
+        InjectedApi::OffsetFetch,
+    ];
+
+    pub fn api_key(self) -> kafka_protocol::messages::ApiKey {
+        use kafka_protocol::messages::ApiKey;
+        match self {
+            InjectedApi::Produce => ApiKey::Produce,
+            InjectedApi::Fetch => ApiKey::Fetch,
+            InjectedApi::Metadata => ApiKey::Metadata,
+            InjectedApi::FindCoordinator => ApiKey::FindCoordinator,
+            InjectedApi::JoinGroup => ApiKey::JoinGroup,
+            InjectedApi::SyncGroup => ApiKey::SyncGroup,
+            InjectedApi::Heartbeat => ApiKey::Heartbeat,
+            InjectedApi::OffsetCommit => ApiKey::OffsetCommit,
+            InjectedApi::OffsetFetch => ApiKey::OffsetFetch,
+        }
+    }
+
+    /// The error injected: NOT_LEADER_OR_FOLLOWER (6) for partition data, LEADER_NOT_AVAILABLE
+    /// (5) for Metadata, COORDINATOR_NOT_AVAILABLE (15) or NOT_COORDINATOR (16) for group
+    /// APIs, REBALANCE_IN_PROGRESS (27) for Heartbeat.
+    pub fn code(self) -> i16 {
+        match self {
+            InjectedApi::Produce | InjectedApi::Fetch => 6,
+            InjectedApi::Metadata => 5,
+            InjectedApi::FindCoordinator | InjectedApi::SyncGroup => 15,
+            InjectedApi::JoinGroup | InjectedApi::OffsetCommit | InjectedApi::OffsetFetch => 16,
+            InjectedApi::Heartbeat => 27,
+        }
+    }
 }
 
 impl Action {
@@ -204,6 +269,9 @@ impl Action {
             Action::MoveLeader { .. } => "move-leader",
             Action::MoveCoordinator { .. } => "move-coordinator",
             Action::ClockJump { .. } => "clock-jump",
+            Action::InjectErrors { .. } => "inject-errors",
+            Action::SlowNode { .. } => "slow-node",
+            Action::ForceRebalance => "force-rebalance",
         }
     }
 }
@@ -340,6 +408,11 @@ fn action_strategy(shape: &Shape) -> BoxedStrategy<Action> {
         1 => (1..=3u8).prop_map(|node| Action::MoveCoordinator { node }),
         1 => (host_strategy(), -5_000..5_000i32)
             .prop_map(|(host, delta_ms)| Action::ClockJump { host, delta_ms }),
+        2 => (prop::sample::select(InjectedApi::ALL.to_vec()), 1..=3u8)
+            .prop_map(|(api, count)| Action::InjectErrors { api, count }),
+        1 => (1..=3u8, prop_oneof![Just(0u16), 1..300u16])
+            .prop_map(|(node, delay_ms)| Action::SlowNode { node, delay_ms }),
+        1 => Just(Action::ForceRebalance),
     ];
     prop_oneof![
         10 => workload,

@@ -88,6 +88,8 @@ pub struct Cluster {
     pub groups: GroupCoordinator,
     /// Compaction and retention reports and schedule.
     pub cleaner: crate::cleaner::Cleaner,
+    /// Test control: interceptions, injected errors, delays, version cap, request log.
+    pub control: crate::control::ControlPlane,
 }
 
 struct ControllerState {
@@ -169,6 +171,11 @@ impl Cluster {
         let mut state = lock(&self.state);
         state.live.insert(node.id);
         state.nodes.insert(node.id, node);
+    }
+
+    /// Every node's id, serving or down.
+    pub fn node_ids(&self) -> Vec<i32> {
+        lock(&self.state).nodes.keys().copied().collect()
     }
 
     /// The nodes serving now, by id.

@@ -69,6 +69,7 @@ impl Cluster {
             empty_retention: Duration::from_millis(config.group_empty_retention_ms),
         });
         groups.load(&offsets_partitions)?;
+        let control = crate::control::ControlPlane::new(config.plane_limits());
         let cluster = Cluster {
             env,
             config,
@@ -78,6 +79,7 @@ impl Cluster {
             parked_fetches,
             groups,
             cleaner: crate::cleaner::Cleaner::default(),
+            control,
         };
         if fresh {
             cluster.persist(&super::lock(&cluster.state))?;

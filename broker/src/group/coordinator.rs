@@ -261,6 +261,17 @@ impl GroupCoordinator {
         results
     }
 
+    /// Starts a rebalance of a group with members (a test control action); Err names the
+    /// state that made it impossible (unknown groups are `Dead`).
+    pub fn force_rebalance(&self, cluster: &Cluster, group_id: &str) -> Result<(), GroupState> {
+        let now = cluster.env.clock.now();
+        let mut slots = self.slots();
+        let slot = slots.get_mut(group_id).ok_or(GroupState::Dead)?;
+        let completions = slot.group.force_rebalance(now)?;
+        slot.deliver(completions);
+        Ok(())
+    }
+
     /// Expires sessions and ends timed-out rebalances in every group; forgets groups that
     /// have held nothing for long enough.
     pub fn tick(&self, cluster: &Cluster) {

@@ -684,6 +684,18 @@ impl Group {
         }
     }
 
+    /// Starts a rebalance now, as a new member or a changed subscription would: members learn
+    /// it from their next heartbeat (REBALANCE_IN_PROGRESS) and rejoin. Refused for a group
+    /// without members or already rebalancing (there is nothing to force).
+    pub fn force_rebalance(&mut self, now: Duration) -> Result<Completions, GroupState> {
+        if !self.has_members() || self.state == GroupState::PreparingRebalance {
+            return Err(self.state);
+        }
+        let mut completions = Completions::default();
+        self.prepare_rebalance(now, &mut completions);
+        Ok(completions)
+    }
+
     fn prepare_rebalance(&mut self, now: Duration, completions: &mut Completions) {
         if self.state == GroupState::CompletingRebalance {
             // The leader's assignment for this generation will never come: fail the waiting

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tidepool_broker::InjectedError;
 use tidepool_io::{Clock, Env};
 
 use crate::checker::{Report, check};
@@ -288,6 +289,39 @@ impl Driver<'_> {
                     });
                 }
             }
+            Action::InjectErrors { api, count } => {
+                let errors = vec![InjectedError::new(api.code()); usize::from(*count)];
+                let injected = lock(&self.shared.control)
+                    .as_ref()
+                    .map(|control| control.push_errors(api.api_key(), None, &errors));
+                if let Some(Ok(())) = injected {
+                    self.fault(Fault::Injected {
+                        action: format!("{count}× error {} on {:?}", api.code(), api.api_key()),
+                    });
+                }
+            }
+            Action::SlowNode { node, delay_ms } => {
+                let node = i32::from(node % 3) + 1;
+                let delay = Duration::from_millis(u64::from(*delay_ms));
+                let slowed = lock(&self.shared.control)
+                    .as_ref()
+                    .map(|control| control.set_round_trip(node, delay));
+                if slowed.is_some() {
+                    self.fault(Fault::Injected {
+                        action: format!("node {node} round trip {delay_ms} ms"),
+                    });
+                }
+            }
+            Action::ForceRebalance => {
+                let forced = lock(&self.shared.control)
+                    .as_ref()
+                    .map(|control| control.force_rebalance(GROUP));
+                if let Some(Ok(())) = forced {
+                    self.fault(Fault::Injected {
+                        action: format!("force a rebalance of {GROUP}"),
+                    });
+                }
+            }
             Action::ClockJump { host, delta_ms } => {
                 let host = name(*host);
                 if let Some(clock) = self.clocks.get(&host) {
@@ -536,6 +570,10 @@ fn heal(driver: &mut Driver<'_>) -> Result<(), String> {
         .sites
         .set_buggify(0, Arc::new(crate::env::SimEntropy::new(0)));
     driver.heal_links();
+    // Injected errors and slow nodes end with the faults.
+    if let Some(control) = lock(&driver.shared.control).as_ref() {
+        control.reset();
+    }
     for host in driver.down.clone() {
         driver.restart(&host);
     }
