@@ -38,11 +38,11 @@ pub mod request;
 pub mod server;
 
 pub use broker::{Broker, BrokerBuilder, BrokerHandle, Control, ControlError, StartError};
+pub use config::{Config, Sabotage, TopicConfig};
 pub use control::{
     ActionRecord, InjectedError, InterceptAction, Interception, InterceptionId, PlaneError,
     RequestLogEntry,
 };
-pub use config::{Config, Sabotage, TopicConfig};
 
 /// Every crash point in the broker (`crash_point!`, DESIGN.md §7): a named step between two
 /// writes that must both land. The simulator can crash a host at the n-th hit of any of them
