@@ -147,7 +147,10 @@ impl Forwarder {
                 self.metrics.dropped("stale_incarnation");
                 return;
             }
+            // Biased: an unbiased select draws from tokio's per-process random source, which
+            // the simulator cannot seed.
             let attempt = tokio::select! {
+                biased;
                 answer = post(&self.env, &target.address, &body) => answer,
                 () = clock.sleep(self.attempt_timeout) => Err("no answer in time".to_owned()),
             };

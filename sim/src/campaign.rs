@@ -165,29 +165,43 @@ pub fn run_campaign_keeping(
     histories: Option<&Path>,
     progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
 ) -> CampaignResult {
-    let first_failure: Mutex<Option<(Scenario, RunOutcome)>> = Mutex::new(None);
+    campaign(seeds, threads, progress, &|seed| {
+        let scenario = Scenario::generate(seed, campaign_shape());
+        let outcome = run(&scenario, variant);
+        let mut summary = outcome.summary();
+        if let Some(dir) = histories {
+            let path = dir.join(format!("{seed}.jsonl"));
+            if let Err(error) = fs::write(&path, outcome.history.to_jsonl()) {
+                summary = format!(
+                    "{summary} (history not written to {}: {error})",
+                    path.display()
+                );
+            }
+        }
+        let result = ScenarioResult {
+            seed,
+            trace: outcome.trace,
+            anomalous: outcome.is_anomalous(),
+            summary,
+        };
+        (scenario, outcome, result)
+    })
+}
+
+/// A campaign of any system: `run` generates and runs the scenario of one seed and sums it up;
+/// the lowest seed's anomalous (scenario, outcome) is kept for shrinking.
+pub fn campaign<S: HasSeed + Send, O: Send>(
+    seeds: Range<u64>,
+    threads: usize,
+    progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
+    run: &(dyn Fn(u64) -> (S, O, ScenarioResult) + Sync),
+) -> CampaignResult<S, O> {
+    let first_failure = Mutex::new(None);
     let results = for_each_seed(
         seeds,
         threads,
         &|seed| {
-            let scenario = Scenario::generate(seed, campaign_shape());
-            let outcome = run(&scenario, variant);
-            let mut summary = outcome.summary();
-            if let Some(dir) = histories {
-                let path = dir.join(format!("{seed}.jsonl"));
-                if let Err(error) = fs::write(&path, outcome.history.to_jsonl()) {
-                    summary = format!(
-                        "{summary} (history not written to {}: {error})",
-                        path.display()
-                    );
-                }
-            }
-            let result = ScenarioResult {
-                seed,
-                trace: outcome.trace,
-                anomalous: outcome.is_anomalous(),
-                summary,
-            };
+            let (scenario, outcome, result) = run(seed);
             if result.anomalous {
                 keep_first(&first_failure, seed, (scenario, outcome));
             }

@@ -5,12 +5,11 @@
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::{GatewayOutcome, GatewayScenario, GatewayShape, gateway_scenario_tree, run_gateway};
-use crate::campaign::{CampaignResult, HasSeed, ScenarioResult, for_each_seed, hex, keep_first};
+use crate::campaign::{CampaignResult, HasSeed, ScenarioResult, campaign, hex};
 use crate::pipeline::campaign::{read_system_failure, write_system_failure};
 use crate::scenario::{Variant, shrink};
 
@@ -68,32 +67,17 @@ pub fn run_gateway_campaign(
     threads: usize,
     progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
 ) -> CampaignResult<GatewayScenario, GatewayOutcome> {
-    let first_failure = Mutex::new(None);
-    let results = for_each_seed(
-        seeds,
-        threads,
-        &|seed| {
-            let scenario = GatewayScenario::generate(seed, GatewayShape::default());
-            let outcome = run_gateway(&scenario, variant);
-            let result = ScenarioResult {
-                seed,
-                trace: outcome.trace,
-                anomalous: outcome.is_anomalous(),
-                summary: outcome.summary(),
-            };
-            if result.anomalous {
-                keep_first(&first_failure, seed, (scenario, outcome));
-            }
-            result
-        },
-        progress,
-    );
-    CampaignResult {
-        results,
-        first_failure: first_failure
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
-    }
+    campaign(seeds, threads, progress, &|seed| {
+        let scenario = GatewayScenario::generate(seed, GatewayShape::default());
+        let outcome = run_gateway(&scenario, variant);
+        let result = ScenarioResult {
+            seed,
+            trace: outcome.trace,
+            anomalous: outcome.is_anomalous(),
+            summary: outcome.summary(),
+        };
+        (scenario, outcome, result)
+    })
 }
 
 /// Shrinks the campaign scenario of `seed` (which must fail under `variant`), spending at most

@@ -6,14 +6,13 @@ use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     PipelineOutcome, PipelineScenario, PipelineShape, pipeline_scenario_tree, run_pipeline,
 };
-use crate::campaign::{CampaignResult, HasSeed, ScenarioResult, for_each_seed, hex, keep_first};
+use crate::campaign::{CampaignResult, HasSeed, ScenarioResult, campaign, hex};
 use crate::scenario::{Variant, shrink};
 
 /// Marks a failure file as a pipeline run.
@@ -109,32 +108,17 @@ pub fn run_pipeline_campaign(
     threads: usize,
     progress: &(dyn Fn(u64, &ScenarioResult) + Sync),
 ) -> CampaignResult<PipelineScenario, PipelineOutcome> {
-    let first_failure = Mutex::new(None);
-    let results = for_each_seed(
-        seeds,
-        threads,
-        &|seed| {
-            let scenario = PipelineScenario::generate(seed, PipelineShape::default());
-            let outcome = run_pipeline(&scenario, variant);
-            let result = ScenarioResult {
-                seed,
-                trace: outcome.trace,
-                anomalous: outcome.is_anomalous(),
-                summary: outcome.summary(),
-            };
-            if result.anomalous {
-                keep_first(&first_failure, seed, (scenario, outcome));
-            }
-            result
-        },
-        progress,
-    );
-    CampaignResult {
-        results,
-        first_failure: first_failure
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
-    }
+    campaign(seeds, threads, progress, &|seed| {
+        let scenario = PipelineScenario::generate(seed, PipelineShape::default());
+        let outcome = run_pipeline(&scenario, variant);
+        let result = ScenarioResult {
+            seed,
+            trace: outcome.trace,
+            anomalous: outcome.is_anomalous(),
+            summary: outcome.summary(),
+        };
+        (scenario, outcome, result)
+    })
 }
 
 /// Shrinks the campaign scenario of `seed` (which must fail under `variant`), spending at most

@@ -109,7 +109,10 @@ pub async fn exchange(
             .to_bytes();
         Ok(Answer { status, body })
     };
+    // Biased: tokio's unbiased select draws from a per-process random source, which would
+    // make a run depend on more than its seed.
     tokio::select! {
+        biased;
         answer = exchange => answer,
         () = env.clock.sleep(timeout) => Err(format!("no answer within {timeout:?}")),
     }
