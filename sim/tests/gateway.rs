@@ -4,7 +4,8 @@
 //! is caught by a seeded search and shrunk to at most ten steps, while the plain build survives
 //! the same scenario.
 
-use tidepool_sim::gateway::campaign::shrink_gateway_seed;
+use tidepool_sim::campaign::CampaignResult;
+use tidepool_sim::gateway::campaign::{run_gateway_campaign, shrink_gateway_seed};
 use tidepool_sim::gateway::{
     GatewayAction, GatewayHost, GatewayOutcome, GatewayScenario, GatewayShape, GatewayStep,
     GatewaySwarm, RequestKind, RequestOutcome, run_gateway,
@@ -131,6 +132,28 @@ fn a_seed_runs_the_same_way_twice() {
         assert_eq!(first.faults, again.faults, "seed {seed}");
         assert!(!first.is_anomalous(), "seed {seed}: {}", first.summary());
     }
+}
+
+/// Two simulations at once share the process (tokio's task ids, its per-thread random source):
+/// none of that may reach a run. Seed 1 replayed differently beside another run until turmoil
+/// was allowed to seed tokio (`.cargo/config.toml`).
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "minutes unoptimised; scripts/test runs it with --release"
+)]
+fn seeds_run_the_same_way_alone_and_two_at_once() {
+    let seeds = 0..8;
+    let alone = run_gateway_campaign(seeds.clone(), Variant::None, 1, &|_, _| {});
+    let together = run_gateway_campaign(seeds, Variant::None, 2, &|_, _| {});
+    let traces = |campaign: &CampaignResult<GatewayScenario, GatewayOutcome>| -> Vec<(u64, u64)> {
+        campaign
+            .results
+            .iter()
+            .map(|result| (result.seed, result.trace))
+            .collect()
+    };
+    assert_eq!(traces(&alone), traces(&together));
 }
 
 #[test]
