@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker. Prints `tidepool ready bootstrap=HOST:PORT[,...]` on stdout once every
-    /// node accepts connections; logs go to stderr.
+    /// node accepts connections (followed by `sasl=MECHANISMS` when log-in is required);
+    /// logs go to stderr.
     Serve(ServeArgs),
     /// List, describe, create, delete topics and alter their configs.
     Topics(cli::TopicsArgs),
@@ -82,6 +83,65 @@ struct ServeArgs {
     /// README "Control plane"); the ready line then ends with `control=http://HOST:PORT`.
     #[arg(long)]
     control: Option<SocketAddr>,
+    #[command(flatten)]
+    limits: Box<LimitArgs>,
+    #[command(flatten)]
+    sasl: cli::SaslArgs,
+}
+
+/// Bounds of `tidepool serve` (each defaults to `Config::default()`'s); what exceeding each
+/// one does is in the README's reliability table.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Open connections per node; further connections are closed at once (default 1024).
+    #[arg(long)]
+    connections_max: Option<usize>,
+    /// Answers a connection holds unwritten before it stops reading (default 256).
+    #[arg(long)]
+    in_flight_requests_max: Option<usize>,
+    /// Fetches parked waiting for data; beyond it a fetch answers at once (default 4096).
+    #[arg(long)]
+    parked_fetches_max: Option<usize>,
+    /// Longest a fetch waits for data, whatever its max_wait_ms (default 30000).
+    #[arg(long)]
+    fetch_wait_ms_max: Option<u64>,
+    /// Topics; more is refused with POLICY_VIOLATION (default 10000).
+    #[arg(long)]
+    topics_max: Option<usize>,
+    /// Partitions across all topics; more is refused with INVALID_PARTITIONS (default 100000).
+    #[arg(long)]
+    partitions_max: Option<usize>,
+    /// Consumer groups; a new one beyond it gets COORDINATOR_NOT_AVAILABLE (default 10000).
+    #[arg(long)]
+    groups_max: Option<usize>,
+    /// Members per group (`group.max.size`); more get GROUP_MAX_SIZE_REACHED (default 1000).
+    #[arg(long)]
+    group_members_max: Option<usize>,
+}
+
+impl LimitArgs {
+    fn apply(&self, config: &mut Config) {
+        let fields = [
+            (self.connections_max, &mut config.connections_max),
+            (
+                self.in_flight_requests_max,
+                &mut config.in_flight_requests_max,
+            ),
+            (self.parked_fetches_max, &mut config.parked_fetches_max),
+            (self.topics_max, &mut config.topics_max),
+            (self.partitions_max, &mut config.partitions_max),
+            (self.groups_max, &mut config.groups_max),
+            (self.group_members_max, &mut config.group_members_max),
+        ];
+        for (given, field) in fields {
+            if let Some(value) = given {
+                *field = value;
+            }
+        }
+        if let Some(wait_ms) = self.fetch_wait_ms_max {
+            config.fetch_wait_ms_max = wait_ms;
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -176,6 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(backoff_ms) = args.cleaner_backoff_ms {
         config.cleaner_backoff_ms = backoff_ms;
     }
+    args.limits.apply(&mut config);
     let mut builder = Broker::builder()
         .nodes(args.nodes)
         .listen(args.listen)
@@ -186,6 +247,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(host) = args.advertised_host {
         builder = builder.advertised_host(host);
+    }
+    // The ready line names the mechanisms, so a reader sees at once that clients must log in.
+    let mut sasl_note = String::new();
+    if let Some(sasl) = args.sasl.config()? {
+        let names: Vec<&str> = sasl.mechanisms().iter().map(|m| m.name()).collect();
+        sasl_note = format!(" sasl={}", names.join(","));
+        builder = builder.sasl(sasl);
     }
     // Handlers go in before the ready line: a SIGTERM sent as soon as a caller reads it must
     // stop the broker cleanly, not kill it.
@@ -200,10 +268,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     match &control {
         Some((bound, _)) => println!(
-            "tidepool ready bootstrap={} control=http://{bound}",
+            "tidepool ready bootstrap={} control=http://{bound}{sasl_note}",
             broker.bootstrap()
         ),
-        None => println!("tidepool ready bootstrap={}", broker.bootstrap()),
+        None => println!("tidepool ready bootstrap={}{sasl_note}", broker.bootstrap()),
     }
     signals.wait().await;
     tracing::info!("signal received, shutting down");

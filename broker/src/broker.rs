@@ -131,6 +131,13 @@ impl BrokerBuilder {
         self
     }
 
+    /// Requires SASL authentication on every node (Kafka's SASL_PLAINTEXT listener): the
+    /// mechanisms and users of `sasl`. Sets `Config::sasl`, so call it after [`Self::config`].
+    pub fn sasl(mut self, sasl: crate::sasl::SaslConfig) -> Self {
+        self.config.sasl = Some(sasl);
+        self
+    }
+
     /// Opens the cluster, binds every node and starts serving. Returns once every node
     /// accepts connections.
     pub async fn start(self) -> Result<BrokerHandle, StartError> {

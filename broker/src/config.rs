@@ -12,6 +12,11 @@ pub struct Config {
     /// Largest request frame accepted; larger sizes close the connection before any allocation.
     /// Kafka's `socket.request.max.bytes` default.
     pub request_bytes_max: usize,
+    /// Responses one connection holds unwritten. Requests are handled in order; once this many
+    /// answers wait (or 1 MiB of them), they are written before the next request is read, so
+    /// a client that sends without reading is no longer read (TCP back-pressure) instead of
+    /// growing the broker's memory.
+    pub in_flight_requests_max: usize,
     /// Upper bound on a Fetch response's record bytes, whatever the client asks for
     /// (Kafka's `fetch.max.bytes` broker default).
     pub fetch_bytes_max: usize,
@@ -52,6 +57,10 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     /// Members per group (`group.max.size`).
     pub group_members_max: usize,
+    /// Groups the coordinator holds (Kafka has no such bound). A JoinGroup or OffsetCommit
+    /// that would create one more gets COORDINATOR_NOT_AVAILABLE, which clients retry: the
+    /// room comes back as empty groups expire (`group_empty_retention_ms`) or are deleted.
+    pub groups_max: usize,
     /// How long a group that emptied, and has no committed offsets, is still listed and
     /// described (as Empty) before it is forgotten. Kafka removes such groups at its next
     /// offsets-retention check (`offsets.retention.check.interval.ms`, 10 minutes).
@@ -75,6 +84,9 @@ pub struct Config {
     /// test can show the checker catches the breakage. Nothing but tidepool-sim sets it;
     /// `tidepool serve` has no flag for it. The default breaks nothing.
     pub sabotage: Sabotage,
+    /// SASL authentication on every node's listener (Kafka's SASL_PLAINTEXT): mechanisms,
+    /// users and the bound on authentication frames. `None` is a PLAINTEXT listener.
+    pub sasl: Option<crate::sasl::SaslConfig>,
 }
 
 /// Guarantees the broker breaks on purpose when asked (see [`Config::sabotage`]). Chosen at
@@ -96,6 +108,7 @@ impl Default for Config {
         Config {
             connections_max: 1024,
             request_bytes_max: 100 * 1024 * 1024,
+            in_flight_requests_max: 256,
             fetch_bytes_max: 55 * 1024 * 1024,
             fetch_response_bytes_max: 4 * 1024 * 1024,
             parked_fetches_max: 4096,
@@ -114,6 +127,7 @@ impl Default for Config {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 0,
             group_members_max: 1_000,
+            groups_max: 10_000,
             group_empty_retention_ms: 600_000,
             cleaner_backoff_ms: 15_000,
             retention_check_interval_ms: 300_000,
@@ -124,6 +138,7 @@ impl Default for Config {
             control_action_log_max: 10_000,
             control_observed_max: 1_000,
             sabotage: Sabotage::default(),
+            sasl: None,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! responses written back in the same order (Kafka's guarantee for pipelined requests).
 //!
 //! Requests on one connection are handled one at a time, as Kafka does (it mutes a channel
-//! while a request is in flight), so the in-flight bound per connection is one request plus
-//! what the socket buffers.
+//! while a request is in flight). Answers wait unwritten for at most
+//! `Config::in_flight_requests_max` requests (or 1 MiB); the write then blocks while the
+//! client is not reading, and nothing more is read meanwhile, so a client that only sends
+//! is held back by TCP rather than by the broker's memory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use kafka_protocol::messages::{ApiVersionsResponse, ResponseKind};
 use crate::control::{ControlPlane, PendingEntry, Verdict, inject};
 use crate::handler::{self, Outcome};
 use crate::request::{self, FRAME_BYTES_MIN, Parsed};
+use crate::sasl;
 use crate::server::Node;
 
 /// Read buffer growth step when no size is known yet.
@@ -67,8 +70,17 @@ pub async fn serve(
         output: BytesMut::new(),
         scratch: BytesMut::new(),
     };
+    // Present until the connection has authenticated, when SASL is on.
+    let mut auth = node
+        .cluster
+        .config
+        .sasl
+        .as_ref()
+        .map(|_| sasl::Session::new());
     let closed = loop {
-        if let Err(closed) = handle_buffered(&mut buffers, &mut stream, &node, peer).await {
+        if let Err(closed) =
+            handle_buffered(&mut buffers, &mut auth, &mut stream, &node, peer).await
+        {
             break closed;
         }
         buffers.release_oversized();
@@ -101,19 +113,36 @@ pub async fn serve(
 /// Handles every whole frame in the input buffer, then writes the responses.
 async fn handle_buffered(
     buffers: &mut Buffers,
+    auth: &mut Option<sasl::Session>,
     stream: &mut BoxStream,
     node: &Node,
     peer: SocketAddr,
 ) -> Result<(), Closed> {
+    // Answers held unwritten; bounded so a client that never reads stops being read.
+    let mut unwritten = 0;
     let outcome = loop {
-        match next_frame(&mut buffers.input, node.cluster.config.request_bytes_max) {
+        let (frame_min, frame_max) = frame_bounds(auth.as_ref(), &node.cluster.config);
+        match next_frame(&mut buffers.input, frame_min, frame_max) {
             Ok(Some(frame)) => {
-                let handled = handle_frame(frame, buffers, node, peer).await;
+                let handled = match auth.as_mut() {
+                    Some(session) => authenticate_frame(session, frame, buffers, node, peer)
+                        .await
+                        .map(|authenticated| {
+                            if authenticated {
+                                *auth = None;
+                            }
+                        }),
+                    None => handle_frame(frame, buffers, node, peer).await,
+                };
                 if let Err(reason) = handled {
                     break Err(Closed::Refused(reason));
                 }
-                if buffers.output.len() >= WRITE_FLUSH_BYTES {
+                unwritten += 1;
+                if buffers.output.len() >= WRITE_FLUSH_BYTES
+                    || unwritten >= node.cluster.config.in_flight_requests_max
+                {
                     write_out(stream, &mut buffers.output).await?;
+                    unwritten = 0;
                 }
             }
             Ok(None) => break Ok(()),
@@ -138,6 +167,7 @@ async fn write_out(stream: &mut BoxStream, output: &mut BytesMut) -> Result<(), 
 /// for it, so a hostile size costs nothing.
 fn next_frame(
     input: &mut BytesMut,
+    frame_bytes_min: usize,
     request_bytes_max: usize,
 ) -> Result<Option<bytes::Bytes>, String> {
     let Some(size) = request::frame_size(input) else {
@@ -149,7 +179,7 @@ fn next_frame(
         ));
     }
     let size = size as usize;
-    if size < FRAME_BYTES_MIN {
+    if size < frame_bytes_min {
         return Err(format!(
             "frame of {size} bytes cannot hold a request header"
         ));
@@ -163,6 +193,134 @@ fn next_frame(
     Ok(Some(frame))
 }
 
+/// Smallest and largest frame accepted now. Before authentication Kafka bounds every frame by
+/// `sasl.server.max.receive.size`, and a v0 exchange's bare tokens may be of any size.
+fn frame_bounds(auth: Option<&sasl::Session>, config: &crate::Config) -> (usize, usize) {
+    match (auth, config.sasl.as_ref()) {
+        (Some(session), Some(sasl)) => {
+            let min = if session.expects_raw_tokens() {
+                0
+            } else {
+                FRAME_BYTES_MIN
+            };
+            (min, sasl.auth_bytes_max.min(config.request_bytes_max))
+        }
+        _ => (FRAME_BYTES_MIN, config.request_bytes_max),
+    }
+}
+
+/// A frame on a connection that has not authenticated yet; `Ok(true)` once it has. `Err`
+/// closes the connection after what is in `output` (an error answer, if any) is written.
+async fn authenticate_frame(
+    session: &mut sasl::Session,
+    frame: bytes::Bytes,
+    buffers: &mut Buffers,
+    node: &Node,
+    peer: SocketAddr,
+) -> Result<bool, String> {
+    let Some(config) = node.cluster.config.sasl.as_ref() else {
+        return Err("SASL session without a SASL config".into());
+    };
+    let entropy = &*node.cluster.env.entropy;
+    let authenticated = |user: Option<String>| {
+        if let Some(user) = &user {
+            tracing::debug!(%peer, node = node.id, %user, "SASL authentication succeeded");
+        }
+        user.is_some()
+    };
+    if session.expects_raw_tokens() {
+        let step = match session.raw_token(config, entropy, &frame) {
+            Ok(step) => step,
+            Err(reason) => {
+                refusal_delay(config, node).await;
+                return Err(reason);
+            }
+        };
+        let size = i32::try_from(step.response.len()).map_err(|_| "SASL token too large")?;
+        bytes::BufMut::put_i32(&mut buffers.output, size);
+        buffers.output.extend_from_slice(&step.response);
+        return match step.close {
+            Some(reason) => Err(reason),
+            None => Ok(authenticated(step.authenticated)),
+        };
+    }
+    // `next_frame` guarantees a whole request header's first fields.
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let admission = session.admit(api_key, version)?;
+    if admission == sasl::Admission::ApiVersions {
+        handle_frame(frame, buffers, node, peer).await?;
+        return Ok(false);
+    }
+    let (api_key, version, correlation_id, body) =
+        match request::parse(frame).map_err(|error| error.to_string())? {
+            Parsed::Request(request) => (
+                request.api_key,
+                request.header.request_api_version,
+                request.header.correlation_id,
+                request.body,
+            ),
+            Parsed::UnknownApiVersionsVersion { correlation_id } => (
+                kafka_protocol::messages::ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                kafka_protocol::messages::RequestKind::ApiVersions(Default::default()),
+            ),
+        };
+    let (response, close, user) = match body {
+        kafka_protocol::messages::RequestKind::SaslHandshake(request) => {
+            let step = session.handshake(config, version, &request);
+            (
+                ResponseKind::SaslHandshake(step.response),
+                step.close,
+                step.authenticated,
+            )
+        }
+        kafka_protocol::messages::RequestKind::SaslAuthenticate(request) => {
+            let step = session.authenticate(config, entropy, &request);
+            (
+                ResponseKind::SaslAuthenticate(step.response),
+                step.close,
+                step.authenticated,
+            )
+        }
+        // Kafka answers an ApiVersions in the middle of an exchange with ILLEGAL_SASL_STATE
+        // and closes.
+        _ => (
+            ResponseKind::ApiVersions(
+                ApiVersionsResponse::default()
+                    .with_error_code(kafka_protocol::ResponseError::IllegalSaslState.code()),
+            ),
+            Some(format!("{api_key:?} request during SASL authentication")),
+            None,
+        ),
+    };
+    request::encode_response(
+        &mut buffers.output,
+        api_key,
+        version,
+        correlation_id,
+        &response,
+    )
+    .map_err(|error| error.to_string())?;
+    match close {
+        Some(reason) => {
+            refusal_delay(config, node).await;
+            Err(reason)
+        }
+        None => Ok(authenticated(user)),
+    }
+}
+
+/// Kafka holds a refused log-in's answer and close back by
+/// `connection.failed.authentication.delay.ms`.
+async fn refusal_delay(config: &sasl::SaslConfig, node: &Node) {
+    if config.failed_authentication_delay_ms > 0 {
+        let delay = std::time::Duration::from_millis(config.failed_authentication_delay_ms);
+        node.cluster.env.clock.sleep(delay).await;
+    }
+}
+
 async fn handle_frame(
     frame: bytes::Bytes,
     buffers: &mut Buffers,
@@ -172,7 +330,9 @@ async fn handle_frame(
     let output = &mut buffers.output;
     match request::parse(frame).map_err(|error| error.to_string())? {
         Parsed::UnknownApiVersionsVersion { correlation_id } => {
-            let body = handler::api_versions::unsupported_version_response();
+            let body = handler::api_versions::unsupported_version_response(
+                node.cluster.config.sasl.is_some(),
+            );
             request::encode_response(
                 output,
                 kafka_protocol::messages::ApiKey::ApiVersions,
@@ -248,6 +408,14 @@ fn cap_api_versions(control: &ControlPlane, versions: &mut ApiVersionsResponse) 
         let Ok(key) = kafka_protocol::messages::ApiKey::try_from(api.api_key) else {
             return false;
         };
+        // Every release in the cap table (2.8 on) answers SaslHandshake v1 and SaslAuthenticate
+        // v2, and a client needs them to log in at all.
+        if sasl::SASL_APIS
+            .iter()
+            .any(|&(sasl_key, _, _)| sasl_key == key)
+        {
+            return true;
+        }
         match control.newest_version(key, api.max_version) {
             Some(newest) if newest >= api.min_version => {
                 api.max_version = newest;

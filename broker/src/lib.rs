@@ -10,6 +10,7 @@
 //! - [`partition`], [`producer_state`]: one partition's log, leader and idempotence state.
 //! - [`log`]: segments of record batches with sparse offset and time indexes, on the Disk seam.
 //! - [`config`]: every bound and default in one place.
+//! - [`sasl`]: SASL PLAIN and SCRAM authentication of connections (Kafka's SASL_PLAINTEXT).
 //!
 //! Everything reaches sockets, files, time and randomness through `tidepool_io::Env`.
 //!
@@ -35,6 +36,7 @@ pub mod log;
 pub mod partition;
 pub mod producer_state;
 pub mod request;
+pub mod sasl;
 pub mod server;
 
 pub use broker::{Broker, BrokerBuilder, BrokerHandle, Control, ControlError, StartError};
@@ -43,6 +45,7 @@ pub use control::{
     ActionRecord, InjectedError, InterceptAction, Interception, InterceptionId, PlaneError,
     RequestLogEntry,
 };
+pub use sasl::{Mechanism, Password, SaslConfig, SaslConfigError};
 
 /// Every crash point in the broker (`crash_point!`, DESIGN.md §7): a named step between two
 /// writes that must both land. The simulator can crash a host at the n-th hit of any of them

@@ -533,6 +533,17 @@ impl PartitionState {
                     "record batch has no records",
                 ));
             }
+            // Kafka's "inconsistent batch offset range": otherwise one record could claim 2^31
+            // offsets, and a few such batches an offset the segment's 32-bit index cannot hold.
+            if i64::from(header.last_offset_delta) + 1 != i64::from(header.records_count) {
+                return Err(Refusal::new(
+                    ResponseError::InvalidRecord,
+                    format!(
+                        "record batch of {} records has a last offset delta of {}",
+                        header.records_count, header.last_offset_delta
+                    ),
+                ));
+            }
             if self.config.cleanup_policy.compact && !all_keyed(bytes) {
                 return Err(Refusal::per_record(
                     ResponseError::InvalidRecord,

@@ -26,6 +26,9 @@ pub struct ClientConfig {
     pub max_in_flight_per_connection: usize,
     /// The largest response frame accepted; a larger size prefix closes the connection.
     pub max_response_bytes: usize,
+    /// Log in with SASL on every connection (a broker's SASL_PLAINTEXT listener); `None` for
+    /// PLAINTEXT.
+    pub sasl: Option<crate::sasl::SaslCredentials>,
 }
 
 impl ClientConfig {
@@ -57,6 +60,21 @@ impl ClientConfig {
         self
     }
 
+    /// Logs in as `username` with `mechanism` on every connection.
+    pub fn sasl(
+        mut self,
+        mechanism: crate::sasl::SaslMechanism,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> ClientConfig {
+        self.sasl = Some(crate::sasl::SaslCredentials {
+            mechanism,
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
     pub fn retry_backoff(mut self, first: Duration, max: Duration) -> ClientConfig {
         self.retry_backoff = first;
         self.retry_backoff_max = max;
@@ -76,6 +94,7 @@ impl Default for ClientConfig {
             retry_backoff_max: Duration::from_secs(1),
             max_in_flight_per_connection: 64,
             max_response_bytes: 256 << 20,
+            sasl: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! matched to their callers by correlation id, every wait bounded by the Clock seam.
 //!
 //! A connection is opened with the ApiVersions exchange, so every request after it picks the
-//! highest version both sides speak. It closes itself on the first sign of trouble (a read or
+//! highest version both sides speak, then logs in when `ClientConfig::sasl` asks (`sasl.rs`). It closes itself on the first sign of trouble (a read or
 //! write error, a malformed or unexpected answer, a request timeout) and fails whatever was
 //! waiting; the client opens a new one on the next request.
 
@@ -119,11 +119,20 @@ impl Connection {
             .lock()
             .tasks
             .extend([read.abort_handle(), write.abort_handle()]);
+        let opened = async {
+            connection.negotiate().await?;
+            match &config.sasl {
+                Some(credentials) => {
+                    crate::sasl::authenticate(&connection, credentials, &*env.entropy).await
+                }
+                None => Ok(()),
+            }
+        };
         let negotiated = tokio::select! {
             biased;
-            negotiated = connection.negotiate() => negotiated,
+            negotiated = opened => negotiated,
             () = env.clock.sleep(config.connect_timeout) => Err(connect_error(format!(
-                "no ApiVersions answer within {:?}", config.connect_timeout
+                "no ApiVersions answer (or SASL log-in) within {:?}", config.connect_timeout
             ))),
         };
         if let Err(error) = negotiated {
@@ -242,23 +251,15 @@ impl Connection {
         self.decode::<R>(version, bytes)
     }
 
-    fn decode<R: Request>(&self, version: i16, mut bytes: Bytes) -> Result<R::Response> {
-        let protocol_error = |reason: String| {
+    fn decode<R: Request>(&self, version: i16, bytes: Bytes) -> Result<R::Response> {
+        decode_body::<R>(version, bytes).map_err(|reason| {
             let error = Error::Protocol {
                 addr: self.addr.clone(),
                 reason,
             };
             self.close(&error.to_string());
             error
-        };
-        if let Err(error) = tidepool_protocol::guard::check_response(R::KEY, version, &bytes) {
-            return Err(protocol_error(format!(
-                "API {} v{version} answer: {error}",
-                R::KEY
-            )));
-        }
-        R::Response::decode(&mut bytes, version)
-            .map_err(|e| protocol_error(format!("API {} v{version} answer: {e}", R::KEY)))
+        })
     }
 
     async fn round_trip<R: Request>(&self, version: i16, body: &R) -> Result<Bytes> {
@@ -418,7 +419,7 @@ async fn read_answer(
         .read_exact(&mut body)
         .await
         .map_err(|e| format!("read failed mid-answer: {e}"))?;
-    let mut body = body.freeze();
+    let body = body.freeze();
     let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let pending = state
         .lock()
@@ -428,10 +429,33 @@ async fn read_answer(
         .ok_or_else(|| {
             format!("an answer to correlation id {correlation_id}, which no request has")
         })?;
-    ResponseHeader::decode(&mut body, pending.response_header_version)
-        .map_err(|e| format!("malformed response header: {e}"))?;
+    let body = strip_response_header(body, pending.response_header_version)?;
     let _ = pending.reply.send(Ok(body));
     Ok(())
+}
+
+/// The answer's body once its response header is read. A function of its own so the fuzz
+/// target (`crate::fuzzing`) reads answers exactly as the connection does.
+pub(crate) fn strip_response_header(
+    mut frame: Bytes,
+    header_version: i16,
+) -> std::result::Result<Bytes, String> {
+    ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| format!("malformed response header: {e}"))?;
+    Ok(frame)
+}
+
+/// An answer body through the guard, then `kafka-protocol`'s decoder. A function of its own so
+/// the fuzz target (`crate::fuzzing`) decodes answers exactly as the connection does.
+pub(crate) fn decode_body<R: Request>(
+    version: i16,
+    mut bytes: Bytes,
+) -> std::result::Result<R::Response, String> {
+    if let Err(error) = tidepool_protocol::guard::check_response(R::KEY, version, &bytes) {
+        return Err(format!("API {} v{version} answer: {error}", R::KEY));
+    }
+    R::Response::decode(&mut bytes, version)
+        .map_err(|e| format!("API {} v{version} answer: {e}", R::KEY))
 }
 
 #[cfg(test)]

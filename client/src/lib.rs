@@ -14,8 +14,12 @@ mod config;
 mod conn;
 mod consumer;
 mod error;
+// The client_response fuzz target's way in (fuzz/); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod partitioner;
 mod producer;
+mod sasl;
 mod types;
 pub mod versions;
 
@@ -34,6 +38,7 @@ pub use partitioner::{DefaultPartitioner, Partitioner};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
+pub use sasl::{SaslCredentials, SaslMechanism};
 pub use tidepool_protocol::compression::Compression;
 pub use tidepool_protocol::records::Header;
 pub use types::TopicPartition;

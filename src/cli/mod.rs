@@ -4,12 +4,14 @@
 
 mod datetime;
 mod groups;
+mod sasl;
 mod sim;
 mod table;
 mod topics;
 
 use clap::{Args, Subcommand};
 
+pub use sasl::SaslArgs;
 pub use sim::{SimArgs, sim};
 use tidepool_client::{Admin, Client, ClientConfig};
 use tidepool_io::Env;

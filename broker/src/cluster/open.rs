@@ -63,11 +63,16 @@ impl Cluster {
             .get(OFFSETS_TOPIC)
             .map(|topic| topic.partitions.clone())
             .unwrap_or_default();
-        let groups = GroupCoordinator::new(GroupLimits {
-            members_max: config.group_members_max,
-            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
-            empty_retention: Duration::from_millis(config.group_empty_retention_ms),
-        });
+        let groups = GroupCoordinator::new(
+            GroupLimits {
+                members_max: config.group_members_max,
+                initial_rebalance_delay: Duration::from_millis(
+                    config.group_initial_rebalance_delay_ms,
+                ),
+                empty_retention: Duration::from_millis(config.group_empty_retention_ms),
+            },
+            config.groups_max,
+        );
         groups.load(&offsets_partitions)?;
         let control = crate::control::ControlPlane::new(config.plane_limits());
         let cluster = Cluster {

@@ -120,6 +120,21 @@ impl InjectedError {
     }
 }
 
+/// The request log holds `Config::control_request_log_max` entries, so each entry needs a
+/// bound too: a client id may be 32 KiB, and 10,000 such ids kept verbatim held 300 MiB. Real
+/// clients' ids are a few dozen bytes, and a test reads a handful of error codes per request.
+const LOGGED_CLIENT_ID_BYTES_MAX: usize = 256;
+const LOGGED_ERROR_CODES_MAX: usize = 1_000;
+
+/// `id` cut to at most [`LOGGED_CLIENT_ID_BYTES_MAX`] bytes, at a character boundary.
+fn logged_client_id(id: &str) -> String {
+    let mut end = id.len().min(LOGGED_CLIENT_ID_BYTES_MAX);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id[..end].to_owned()
+}
+
 /// One request as the log shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestLogEntry {
@@ -131,10 +146,11 @@ pub struct RequestLogEntry {
     pub api: String,
     pub api_key: i16,
     pub version: i16,
+    /// The request's client id, cut to its first 256 bytes.
     pub client_id: String,
     pub correlation_id: i32,
-    /// Every non-zero error code of the response, in response order; empty while pending,
-    /// for a clean response, or when there was no response.
+    /// Every non-zero error code of the response (the first 1,000), in response order; empty
+    /// while pending, for a clean response, or when there was no response.
     pub error_codes: Vec<i16>,
     /// What the control plane did to it: "handled", an interception's action, "injected
     /// error", "version above cap", or "pending" until it is answered.
@@ -516,7 +532,7 @@ impl ControlPlane {
             api: format!("{api_key:?}"),
             api_key: api_key as i16,
             version,
-            client_id: header.client_id.as_deref().unwrap_or_default().to_owned(),
+            client_id: logged_client_id(header.client_id.as_deref().unwrap_or_default()),
             correlation_id: header.correlation_id,
             error_codes: Vec::new(),
             outcome: "pending".to_owned(),
@@ -656,7 +672,10 @@ impl ControlPlane {
             logged.outcome = outcome.to_owned();
         }
         if let Some(response) = response {
-            logged.error_codes = inject::error_codes(response);
+            let mut codes = inject::error_codes(response);
+            codes.truncate(LOGGED_ERROR_CODES_MAX);
+            codes.shrink_to_fit();
+            logged.error_codes = codes;
         }
     }
 
@@ -723,4 +742,21 @@ fn describe_rule(rule: &Interception) -> String {
         |times| format!("{times} time(s)"),
     );
     format!("{api} on {node}, {times}: {:?}", rule.action)
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::{LOGGED_CLIENT_ID_BYTES_MAX, logged_client_id};
+
+    #[test]
+    fn a_logged_client_id_is_cut_to_its_bound_at_a_character_boundary() {
+        assert_eq!(logged_client_id("rdkafka"), "rdkafka");
+        let long = "c".repeat(i16::MAX as usize);
+        assert_eq!(logged_client_id(&long).len(), LOGGED_CLIENT_ID_BYTES_MAX);
+        // Three-byte characters: 256 is not a boundary, so the cut falls at 255.
+        let wide = "€".repeat(200);
+        let cut = logged_client_id(&wide);
+        assert_eq!(cut.len(), 255);
+        assert!(wide.starts_with(&cut));
+    }
 }

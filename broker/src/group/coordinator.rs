@@ -118,6 +118,8 @@ pub struct GroupSnapshot {
 pub struct GroupCoordinator {
     slots: Mutex<BTreeMap<String, Slot>>,
     limits: GroupLimits,
+    /// `Config::groups_max`: every group id a client names would otherwise be kept.
+    groups_max: usize,
 }
 
 /// Java's `String.hashCode` over UTF-16 code units, then Kafka's `Utils.abs` (clear the sign
@@ -130,10 +132,11 @@ pub fn offsets_partition_of(group_id: &str, partitions: usize) -> i32 {
 }
 
 impl GroupCoordinator {
-    pub fn new(limits: GroupLimits) -> GroupCoordinator {
+    pub fn new(limits: GroupLimits, groups_max: usize) -> GroupCoordinator {
         GroupCoordinator {
             slots: Mutex::new(BTreeMap::new()),
             limits,
+            groups_max,
         }
     }
 
@@ -148,6 +151,26 @@ impl GroupCoordinator {
         slots
             .entry(group_id.to_owned())
             .or_insert_with(|| Slot::new(Group::new(group_id, self.limits)))
+    }
+
+    /// The group's slot, created if there is room for one more group. Kafka bounds no group
+    /// count, so there is no error of its own for this: COORDINATOR_NOT_AVAILABLE is in every
+    /// group API's error list and retriable, and the condition passes as empty groups expire
+    /// or are deleted.
+    fn slot_within_bound<'a>(
+        &self,
+        slots: &'a mut BTreeMap<String, Slot>,
+        group_id: &str,
+    ) -> Result<&'a mut Slot, ResponseError> {
+        if !slots.contains_key(group_id) && slots.len() >= self.groups_max {
+            tracing::warn!(
+                group = group_id,
+                limit = self.groups_max,
+                "group limit reached, refusing a new group"
+            );
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(self.slot(slots, group_id))
     }
 
     // ---- membership --------------------------------------------------------------------------
@@ -165,7 +188,9 @@ impl GroupCoordinator {
             if !request.member_id.is_empty() && !slots.contains_key(group_id) {
                 return Err(GroupError::UnknownMemberId);
             }
-            let slot = self.slot(&mut slots, group_id);
+            let Ok(slot) = self.slot_within_bound(&mut slots, group_id) else {
+                return Err(GroupError::CoordinatorNotAvailable);
+            };
             let generation = slot.group.generation();
             let (reply, completions) = slot.group.join(now, request, &suffix);
             let waiter = match reply {
@@ -338,7 +363,7 @@ impl GroupCoordinator {
         if !slots.contains_key(group_id) && generation >= 0 {
             return Err(ResponseError::IllegalGeneration);
         }
-        let slot = self.slot(&mut slots, group_id);
+        let slot = self.slot_within_bound(&mut slots, group_id)?;
         slot.group
             .check_commit(member_id, instance_id, generation)
             .map_err(|error| error.code())?;

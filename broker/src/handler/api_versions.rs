@@ -9,9 +9,12 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, Response
 
 use super::SUPPORTED_APIS;
 
-fn advertised() -> Vec<ApiVersion> {
+/// With SASL on, the SASL APIs come last (Kafka lists by key; clients look APIs up by key).
+fn advertised(sasl: bool) -> Vec<ApiVersion> {
+    let sasl_apis: &[_] = if sasl { crate::sasl::SASL_APIS } else { &[] };
     SUPPORTED_APIS
         .iter()
+        .chain(sasl_apis)
         .map(|&(api_key, min, max)| {
             ApiVersion::default()
                 .with_api_key(api_key as i16)
@@ -21,18 +24,18 @@ fn advertised() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_version: i16, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+pub fn handle(_version: i16, _request: ApiVersionsRequest, sasl: bool) -> ApiVersionsResponse {
     ApiVersionsResponse::default()
         .with_error_code(0)
-        .with_api_keys(advertised())
+        .with_api_keys(advertised(sasl))
 }
 
 /// KIP-511: a client that sent a newer ApiVersions than we know gets a v0 response with
 /// UNSUPPORTED_VERSION and our versions, and retries with the highest version we listed.
-pub fn unsupported_version_response() -> ResponseKind {
+pub fn unsupported_version_response(sasl: bool) -> ResponseKind {
     ResponseKind::ApiVersions(
         ApiVersionsResponse::default()
             .with_error_code(ResponseError::UnsupportedVersion.code())
-            .with_api_keys(advertised()),
+            .with_api_keys(advertised(sasl)),
     )
 }

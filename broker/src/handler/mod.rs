@@ -27,6 +27,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use bytes::BytesMut;
@@ -75,10 +77,13 @@ pub struct Caller {
     pub host: String,
 }
 
-/// The versions of `api_key` we answer, if we implement it.
+/// The versions of `api_key` we answer, if we implement it. The SASL APIs are answered
+/// whether or not SASL is on (ILLEGAL_SASL_STATE without it, as Kafka's PLAINTEXT listener
+/// does) but advertised only with it (`crate::sasl::SASL_APIS`).
 pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS
         .iter()
+        .chain(crate::sasl::SASL_APIS)
         .find(|(key, _, _)| *key == api_key)
         .map(|&(_, min, max)| (min, max))
 }
@@ -112,8 +117,16 @@ pub async fn dispatch(
         host: format!("/{}", peer.ip()),
     };
     let response = match request.body {
-        RequestKind::ApiVersions(body) => {
-            ResponseKind::ApiVersions(api_versions::handle(version, body))
+        RequestKind::ApiVersions(body) => ResponseKind::ApiVersions(api_versions::handle(
+            version,
+            body,
+            node.cluster.config.sasl.is_some(),
+        )),
+        RequestKind::SaslHandshake(body) => {
+            ResponseKind::SaslHandshake(sasl_handshake::handle(body))
+        }
+        RequestKind::SaslAuthenticate(body) => {
+            ResponseKind::SaslAuthenticate(sasl_authenticate::handle(body))
         }
         RequestKind::Metadata(body) => {
             ResponseKind::Metadata(metadata::handle(node, version, body))

@@ -346,7 +346,12 @@ impl Log {
             batch::stamp_log_append_time(&mut header, records, timestamp);
         }
         let parsed = BatchHeader::parse(&header).map_err(io::Error::other)?;
-        self.maybe_roll(batch.len() as u64, parsed.max_timestamp, now_ms)?;
+        self.maybe_roll(
+            batch.len() as u64,
+            parsed.max_timestamp,
+            parsed.last_offset(),
+            now_ms,
+        )?;
         self.assign_epoch(leader_epoch, base_offset);
         let disk: &dyn Disk = self.disk.as_ref();
         let active = self
@@ -363,11 +368,14 @@ impl Log {
 
     /// Rolls when the incoming batch would pass `segment.bytes`, or when the active segment
     /// has been open longer than `segment.ms` by Kafka's rule (record time of the incoming batch
-    /// against the segment's first batch; see `Segment::time_waited_for_roll`).
+    /// against the segment's first batch; see `Segment::time_waited_for_roll`), or when the
+    /// batch's last offset is too far from the segment's base for the 32-bit relative offsets
+    /// of the indexes (Kafka rolls then too: a batch can claim two billion offsets).
     fn maybe_roll(
         &mut self,
         incoming_bytes: u64,
         incoming_timestamp: i64,
+        incoming_last_offset: i64,
         now_ms: i64,
     ) -> io::Result<()> {
         let active = self.active();
@@ -375,7 +383,8 @@ impl Log {
         let old = active
             .time_waited_for_roll(incoming_timestamp, now_ms)
             .is_some_and(|waited| waited > self.config.segment_ms);
-        if !active.is_empty() && (full || old) {
+        let far = u32::try_from(incoming_last_offset.saturating_sub(active.base_offset)).is_err();
+        if !active.is_empty() && (full || old || far) {
             self.roll(now_ms)?;
         }
         Ok(())

@@ -179,7 +179,9 @@ impl Segment {
             )));
         }
         let total = header.total_bytes() as u64;
-        if (header.batch_length as usize) < HEADER_BYTES - tidepool_protocol::batch::LOG_OVERHEAD
+        // As i64: a negative length must fail here, not wrap to a huge usize and pass.
+        if i64::from(header.batch_length)
+            < (HEADER_BYTES - tidepool_protocol::batch::LOG_OVERHEAD) as i64
             || position + total > file_bytes
         {
             return Ok(Err(format!(
@@ -187,12 +189,21 @@ impl Segment {
                 file_bytes - position
             )));
         }
-        if header.base_offset < self.next_offset || header.last_offset() < header.base_offset {
+        // Checked: the offsets are whatever the file holds. The indexes keep offsets relative to
+        // the segment base in 32 bits, as Kafka's do, and one past the last must be an offset.
+        let last_offset = header
+            .base_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .filter(|last| *last >= header.base_offset && *last < i64::MAX)
+            .filter(|last| {
+                last.checked_sub(self.base_offset)
+                    .is_some_and(|relative| u32::try_from(relative).is_ok())
+            });
+        if header.base_offset < self.next_offset || last_offset.is_none() {
             return Ok(Err(format!(
-                "batch at {position} has offsets {}..={} after offset {}",
-                header.base_offset,
-                header.last_offset(),
-                self.next_offset
+                "batch at {position} has offsets from {} (last offset delta {}) after offset {} \
+                 in the segment at {}",
+                header.base_offset, header.last_offset_delta, self.next_offset, self.base_offset
             )));
         }
         if verify_crc {

@@ -384,9 +384,22 @@ fn decode(node: i32, tp: &TopicPartition, offset: i64, bytes: Bytes) -> Option<P
         if total > bytes.len() - at {
             break;
         }
+        // Checked: a broker's offsets can be anything, and one past the batch must be an offset.
+        let Some(next_offset) = header
+            .base_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .and_then(|last| last.checked_add(1))
+        else {
+            let error = format!(
+                "batch offsets {}+{} overflow",
+                header.base_offset, header.last_offset_delta
+            );
+            buffer.error = Some(corrupt(node, tp, buffer.end.offset, &error));
+            break;
+        };
         let batch = bytes.slice(at..at + total);
         at += total;
-        if header.last_offset() < buffer.end.offset {
+        if next_offset <= buffer.end.offset {
             continue;
         }
         let epoch = (header.partition_leader_epoch >= 0).then_some(header.partition_leader_epoch);
@@ -416,7 +429,7 @@ fn decode(node: i32, tp: &TopicPartition, offset: i64, bytes: Bytes) -> Option<P
             }
         }
         buffer.end = Position {
-            offset: header.last_offset() + 1,
+            offset: next_offset,
             leader_epoch: epoch,
         };
     }

@@ -22,10 +22,12 @@
 //! inside poll. poll and close take an async lock of their own, so they do not overlap.
 
 mod assignor;
-mod fetcher;
+// pub(crate): the fuzz entry point (`crate::fuzzing`) reads Fetch answers through it.
+pub(crate) mod fetcher;
 mod group;
 mod offsets;
-mod protocol;
+// pub(crate): the fuzz entry point (`crate::fuzzing`) reads member metadata through it.
+pub(crate) mod protocol;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
