@@ -40,10 +40,10 @@ fn one_record_batch() -> Bytes {
 /// record count under a correct CRC; bit rot under a stale CRC does the same), and a later
 /// segment overlaps it. Recovery without `verify_all_crcs` checks segment 0 by headers only (it
 /// is not the last), removes the overlapping segment, and leaves segment 0 last and active.
-/// An append is then acknowledged into it. The next recovery checks the last segment's CRCs,
-/// cuts segment 0 at the old batch, and the acknowledged append is gone.
+/// An append was then acknowledged into it, and the next recovery, which checks the last
+/// segment's CRCs, cut segment 0 at the old batch and the acknowledged append with it. Now the
+/// first recovery checks a segment that a cut leaves last.
 #[test]
-#[ignore = "known defect, FUZZING.md finding 2: not fixed yet"]
 fn a_second_recovery_keeps_what_was_appended_after_the_first() {
     let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
     let dir = Path::new(DIR);

@@ -90,7 +90,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(recovered) = Log::open(disk.clone(), dir, CONFIG, verify, NOW_MS, &mut |_| {}) else {
         return;
     };
-    let recovered_reason = recovered.reason;
     let log = recovered.log;
     if !swap {
         for (base, original) in &written {
@@ -108,29 +107,23 @@ fuzz_target!(|data: &[u8]| {
 
     let again = Log::open(disk.clone(), dir, CONFIG, verify, NOW_MS, &mut |_| {})
         .expect("a recovered log opens again");
-    // Known defect (FUZZING.md, finding 2): when recovery without `verify_all_crcs` cuts a
-    // segment before the last, the segment left last was never CRC-checked, so the next
-    // recovery (which checks the last segment) may cut it again. Fuzzing goes on past it.
-    let known_defect = !verify && recovered_reason.is_some();
-    if !known_defect {
-        assert_eq!(
-            again.removed_bytes, 0,
-            "a second recovery cuts nothing: {:?}",
-            again.reason
-        );
-        assert_eq!(again.removed_segments, 0);
-    }
+    // FUZZING.md finding 2 (fixed): a cut that leaves an earlier segment last must CRC-check
+    // it, or this second recovery would cut it again.
+    assert_eq!(
+        again.removed_bytes, 0,
+        "a second recovery cuts nothing: {:?}",
+        again.reason
+    );
+    assert_eq!(again.removed_segments, 0);
     let mut log = again.log;
     let log_end = log.log_end_offset();
-    if !known_defect {
-        assert_eq!(log_end, first_log_end);
-        assert_eq!(log.log_start_offset(), log_start);
-        assert_eq!(
-            read_all(&log, verify),
-            first_read,
-            "a reopen reads the same batches"
-        );
-    }
+    assert_eq!(log_end, first_log_end);
+    assert_eq!(log.log_start_offset(), log_start);
+    assert_eq!(
+        read_all(&log, verify),
+        first_read,
+        "a reopen reads the same batches"
+    );
 
     // A log end within two billion of i64::MAX (only a crafted file has one) leaves no room
     // for the next batch's offsets; Kafka has no answer there either.

@@ -224,6 +224,13 @@ impl Log {
         let mut removed_bytes = 0;
         let mut removed_segments = 0;
         let mut reason = None;
+        // The batch headers of the last segment kept so far, and whether its CRCs were checked.
+        // A cut can leave an earlier, unchecked segment last (and so active); its CRCs are then
+        // checked before anything of it reaches `on_batch` or the epoch history. Otherwise the
+        // next recovery, which always checks the last segment, could cut batches this one kept
+        // — and every append acknowledged into the segment since.
+        let mut held: Vec<BatchHeader> = Vec::new();
+        let mut held_verified = true;
         for (index, &base) in bases.iter().enumerate() {
             let after_previous = segments
                 .values()
@@ -235,35 +242,47 @@ impl Log {
                 removed_segments += 1;
                 continue;
             }
-            let last = index + 1 == bases.len();
-            let mut visit = |header: &BatchHeader| {
-                if header.partition_leader_epoch >= 0
-                    && epochs
-                        .last()
-                        .is_none_or(|last| header.partition_leader_epoch > last.epoch)
-                {
-                    epochs.push(EpochStart {
-                        epoch: header.partition_leader_epoch,
-                        start_offset: header.base_offset,
-                    });
-                }
-                on_batch(header);
-            };
+            let verify = verify_all_crcs || index + 1 == bases.len();
+            let mut headers = Vec::new();
             let (segment, truncation) = Segment::open(
                 disk.as_ref(),
                 dir,
                 base,
                 config.index_interval_bytes,
-                verify_all_crcs || last,
+                verify,
                 now_ms,
-                &mut visit,
+                &mut |header: &BatchHeader| headers.push(*header),
             )?;
             removed_bytes += truncation.removed_bytes;
             if let Some(why) = truncation.reason {
                 reason = Some(format!("segment {base}: {why}"));
             }
+            // A later segment was kept: the one before it is final.
+            release_headers(&mut held, &mut epochs, on_batch);
+            held = headers;
+            held_verified = verify;
             segments.insert(base, segment);
         }
+        if !held_verified && let Some((&base, _)) = segments.last_key_value() {
+            segments.remove(&base);
+            let mut headers = Vec::new();
+            let (segment, truncation) = Segment::open(
+                disk.as_ref(),
+                dir,
+                base,
+                config.index_interval_bytes,
+                true,
+                now_ms,
+                &mut |header: &BatchHeader| headers.push(*header),
+            )?;
+            removed_bytes += truncation.removed_bytes;
+            if let Some(why) = truncation.reason {
+                reason = Some(format!("segment {base}: {why}"));
+            }
+            held = headers;
+            segments.insert(base, segment);
+        }
+        release_headers(&mut held, &mut epochs, on_batch);
         let log_start_offset = *segments
             .keys()
             .next()
@@ -640,6 +659,28 @@ impl Log {
             self.directory_dirty = false;
         }
         Ok(())
+    }
+}
+
+/// Hands recovered batch headers to `on_batch` in order, and rebuilds the leader epoch history
+/// from them: an epoch starts at the first batch that carries it.
+fn release_headers(
+    headers: &mut Vec<BatchHeader>,
+    epochs: &mut Vec<EpochStart>,
+    on_batch: &mut dyn FnMut(&BatchHeader),
+) {
+    for header in headers.drain(..) {
+        if header.partition_leader_epoch >= 0
+            && epochs
+                .last()
+                .is_none_or(|last| header.partition_leader_epoch > last.epoch)
+        {
+            epochs.push(EpochStart {
+                epoch: header.partition_leader_epoch,
+                start_offset: header.base_offset,
+            });
+        }
+        on_batch(&header);
     }
 }
 
