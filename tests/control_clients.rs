@@ -9,39 +9,17 @@
 //! runs them, with `TIDEPOOL_PYTHON` naming the project venv's interpreter. Without it each
 //! test says loudly that it did not run.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use support::{enabled, init_logging, run_python_program};
 use tidepool::{Broker, BrokerHandle};
 
 /// A program that hangs (a client stuck on a fault it never recovers from) fails the test
 /// instead of holding it; each program's own waits are far shorter.
 const PROGRAM_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn enabled(test: &str) -> bool {
-    if std::env::var_os("TIDEPOOL_COMPAT").is_some_and(|value| value == "1") {
-        return true;
-    }
-    eprintln!("NOT RUN: {test} needs TIDEPOOL_COMPAT=1 and the clients scripts/test installs");
-    false
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> String {
-    std::env::var("TIDEPOOL_PYTHON")
-        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string())
-}
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
-}
 
 /// Three nodes, since the programs take one down, move leaders and coordinators between them
 /// and create replication-factor-3 topics; and the control plane over HTTP beside them.
@@ -65,41 +43,17 @@ async fn broker() -> (BrokerHandle, SocketAddr) {
     (broker, control)
 }
 
-fn script(relative: &str) -> String {
-    let path = root().join(relative);
-    assert!(Path::new(&path).exists(), "{} is missing", path.display());
-    path.display().to_string()
-}
-
 /// Runs one control program against the broker and fails the test with its output unless it
 /// passed every scenario.
 async fn run(program: &str) {
     let (broker, control) = broker().await;
-    let args = vec![
-        script(program),
+    let args = [
         "--bootstrap".into(),
         broker.bootstrap(),
         "--control".into(),
         format!("http://{control}"),
     ];
-    let label = format!("{} {}", python(), args.join(" "));
-    let child = tokio::process::Command::new(python())
-        .args(&args)
-        .current_dir(root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(PROGRAM_TIMEOUT, child)
-        .await
-        .unwrap_or_else(|_| panic!("{label} did not finish in {PROGRAM_TIMEOUT:?}"))
-        .unwrap_or_else(|error| panic!("cannot start {label}: {error}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{label} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    println!("{stdout}");
+    run_python_program(program, &args, PROGRAM_TIMEOUT).await;
     broker.shutdown().await;
 }
 

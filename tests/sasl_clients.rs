@@ -7,9 +7,11 @@
 //! Gated like tests/control_clients.rs: `TIDEPOOL_COMPAT=1` runs them, with `TIDEPOOL_PYTHON`
 //! naming the project venv's interpreter. Without it each test says loudly that it did not run.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
+use support::{enabled, init_logging, run_python_program};
 use tidepool::Broker;
 use tidepool::broker::SaslConfig;
 
@@ -18,31 +20,11 @@ const PROGRAM_TIMEOUT: Duration = Duration::from_secs(300);
 const USER: &str = "tidepool-user";
 const PASSWORD: &str = "tidepool-password";
 
-fn enabled(test: &str) -> bool {
-    if std::env::var_os("TIDEPOOL_COMPAT").is_some_and(|value| value == "1") {
-        return true;
-    }
-    eprintln!("NOT RUN: {test} needs TIDEPOOL_COMPAT=1 and the clients scripts/test installs");
-    false
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> String {
-    std::env::var("TIDEPOOL_PYTHON")
-        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string())
-}
-
 /// Runs one program against a three-node broker requiring SASL (so clients log in to every
 /// node they reach, group coordinators included) and fails with its output unless every
 /// scenario passed.
 async fn run(program: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
+    init_logging();
     let sasl = SaslConfig::all_mechanisms()
         .with_user(USER, PASSWORD)
         .expect("a valid user");
@@ -53,10 +35,7 @@ async fn run(program: &str) {
         .start()
         .await
         .expect("broker starts");
-    let script = root().join(program);
-    assert!(script.exists(), "{} is missing", script.display());
     let args = [
-        script.display().to_string(),
         "--bootstrap".into(),
         broker.bootstrap(),
         "--user".into(),
@@ -64,24 +43,7 @@ async fn run(program: &str) {
         "--password".into(),
         PASSWORD.into(),
     ];
-    let label = format!("{} {}", python(), args.join(" "));
-    let child = tokio::process::Command::new(python())
-        .args(&args)
-        .current_dir(root())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(PROGRAM_TIMEOUT, child)
-        .await
-        .unwrap_or_else(|_| panic!("{label} did not finish in {PROGRAM_TIMEOUT:?}"))
-        .unwrap_or_else(|error| panic!("cannot start {label}: {error}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{label} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    println!("{stdout}");
+    run_python_program(program, &args, PROGRAM_TIMEOUT).await;
     broker.shutdown().await;
 }
 
